@@ -1,0 +1,30 @@
+// swift-tools-version:6.0
+// notify: instant "new mail" notifications for web inboxes.
+// The package depends on the Swift toolchain alone: no outside packages.
+import PackageDescription
+
+let package = Package(
+    name: "notify",
+    products: [
+        .executable(name: "notify-deliver", targets: ["notify-deliver"]),
+        .executable(name: "notify-relay", targets: ["notify-relay"]),
+    ],
+    targets: [
+        // Thin C wrappers for Linux calls that Glibc does not import into Swift
+        // (epoll, signalfd, accept4, SO_PEERCRED) and for variadic syslog(3).
+        .target(name: "CNotifyShim"),
+        .target(name: "NotifyCore", dependencies: ["CNotifyShim"]),
+        .target(name: "NotifyDeliver", dependencies: ["NotifyCore", "CNotifyShim"]),
+        .target(name: "NotifyRelay", dependencies: ["NotifyCore", "CNotifyShim"]),
+        .executableTarget(name: "notify-deliver", dependencies: ["NotifyDeliver", "NotifyCore"]),
+        .executableTarget(name: "notify-relay", dependencies: ["NotifyRelay", "NotifyCore"]),
+        .testTarget(name: "NotifyCoreTests", dependencies: ["NotifyCore"]),
+        .testTarget(name: "NotifyDeliverTests", dependencies: ["NotifyDeliver", "NotifyCore"]),
+        .testTarget(name: "NotifyRelayTests", dependencies: ["NotifyRelay", "NotifyCore"]),
+        // Runs the built binaries over real sockets; builds them first.
+        .testTarget(
+            name: "EndToEndTests",
+            dependencies: ["NotifyCore", "notify-deliver", "notify-relay"]),
+    ],
+    swiftLanguageModes: [.v6]
+)
