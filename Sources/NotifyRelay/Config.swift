@@ -1,0 +1,199 @@
+// Command-line options of notify-relay. Every invalid value stops start-up
+// with a message naming the option, the value and what is allowed.
+
+import Glibc
+import NotifyCore
+
+/// The relay's configuration after option parsing.
+struct RelayConfig {
+    var listen: [ListenAddress] = []
+    var socketPath: String? = nil
+    var socketMode: mode_t = 0o660
+    var socketGroup: gid_t? = nil
+    var domains: [String] = []
+    var pollTimeout: Double = 30
+    var maxPollTimeout: Double = 120
+    var history = 16
+    var historyAge: Double = 3600
+    var historyMaxEvents = 100_000
+    var maxConnections: Int? = nil
+    var headerTimeout: Double = 10
+    var idleTimeout: Double = 60
+    var writeTimeout: Double = 30
+    var ingestTCP: ListenAddress? = nil
+    var logLevel: LogLevel = .info
+
+    /// Listener used when no --listen option is given.
+    static let defaultListen = ListenAddress("127.0.0.1:8000")!
+    /// Descriptors kept free for listeners, ingest clients and the process itself.
+    static let descriptorReserve = 64
+}
+
+/// What the command line asked for.
+enum RelayCommand {
+    case run(RelayConfig)
+    case help
+    case version
+}
+
+/// A command-line error, worded for the operator.
+struct ConfigError: Error, CustomStringConvertible {
+    var description: String
+}
+
+let relayVersion = "0.1.0"
+
+let relayUsage = """
+    Usage: notify-relay [options]
+
+    Waits for "new mail" records from notify-deliver on a Unix socket and
+    answers web clients waiting on those inboxes over HTTP long-poll.
+
+    Options:
+      --listen HOST:PORT        HTTP listener; repeat for several; IPv6 as [::1]:8000
+                                (default 127.0.0.1:8000)
+      --socket PATH             ingest Unix socket (default: $NOTIFY_RELAY_SOCKET, else
+                                /run/notify/relay.sock for root, else
+                                $XDG_RUNTIME_DIR/notify/relay.sock or ~/.cache/notify/relay.sock)
+      --socket-mode OCTAL       permissions of the ingest socket (default 0660)
+      --socket-group GROUP      group of the ingest socket, by name or number
+                                (default: the relay's group)
+      --ingest-tcp HOST:PORT    also accept ingest lines over TCP (default: off);
+                                anyone who can connect can publish, so keep it on loopback
+      --domain DOMAIN           domain served; repeat for several; the first completes
+                                bare names (default: none, inboxes are local parts alone)
+      --poll-timeout SECONDS    long-poll wait when the client sends no ?timeout= (default 30)
+      --max-poll-timeout SECONDS  largest ?timeout= honoured (default 120)
+      --history COUNT           events kept per inbox for clients that reconnect (default 16)
+      --history-age SECONDS     age after which an event is dropped (default 3600)
+      --history-max-events COUNT  events kept over all inboxes (default 100000)
+      --max-connections COUNT   open HTTP connections; more get 503 (default: the open-file
+                                limit minus 64)
+      --header-timeout SECONDS  time to send a request head (default 10)
+      --idle-timeout SECONDS    keep-alive time between requests (default 60)
+      --write-timeout SECONDS   time a client may stall a response (default 30)
+      --log-level LEVEL         debug, info, warning or error (default info)
+      --help                    show this help
+      --version                 show the version
+
+    """
+
+/// Parses the arguments after the program name.
+func parseRelayArguments(_ arguments: [String]) throws(ConfigError) -> RelayCommand {
+    var config = RelayConfig()
+    var index = 0
+
+    func value(_ option: String, _ inline: String?) throws(ConfigError) -> String {
+        if let inline { return inline }
+        index += 1
+        guard index < arguments.count else { throw ConfigError(description: "missing value for \(option)") }
+        return arguments[index]
+    }
+
+    while index < arguments.count {
+        var option = arguments[index]
+        var inline: String? = nil
+        if option.hasPrefix("--"), let equals = option.firstIndex(of: "=") {
+            inline = String(option[option.index(after: equals)...])
+            option = String(option[..<equals])
+        }
+        switch option {
+        case "--help", "-h": return .help
+        case "--version": return .version
+        case "--listen": config.listen.append(try listenAddress(option, try value(option, inline)))
+        case "--ingest-tcp": config.ingestTCP = try listenAddress(option, try value(option, inline))
+        case "--socket":
+            let path = try value(option, inline)
+            guard !path.isEmpty, path.utf8.count <= IngestSocketPath.maxPathBytes else {
+                throw ConfigError(
+                    description: "invalid value \(quotedForMessage(path)) for --socket: expected a path of 1 to "
+                        + "\(IngestSocketPath.maxPathBytes) bytes")
+            }
+            config.socketPath = path
+        case "--socket-mode": config.socketMode = try socketMode(try value(option, inline))
+        case "--socket-group": config.socketGroup = try groupID(try value(option, inline))
+        case "--domain":
+            let domain = try value(option, inline)
+            do {
+                _ = try InboxPolicy().normalize("x@" + domain)
+            } catch {
+                throw ConfigError(description: "invalid value \(quotedForMessage(domain)) for --domain: \(error.reason)")
+            }
+            config.domains.append(domain)
+        case "--poll-timeout": config.pollTimeout = try seconds(option, try value(option, inline), max: 86400)
+        case "--max-poll-timeout": config.maxPollTimeout = try seconds(option, try value(option, inline), max: 86400)
+        case "--history": config.history = try count(option, try value(option, inline), range: 1...10_000)
+        case "--history-age": config.historyAge = try seconds(option, try value(option, inline), max: 30 * 86400)
+        case "--history-max-events":
+            config.historyMaxEvents = try count(option, try value(option, inline), range: 1...100_000_000)
+        case "--max-connections":
+            config.maxConnections = try count(option, try value(option, inline), range: 1...10_000_000)
+        case "--header-timeout": config.headerTimeout = try seconds(option, try value(option, inline), max: 3600)
+        case "--idle-timeout": config.idleTimeout = try seconds(option, try value(option, inline), max: 86400)
+        case "--write-timeout": config.writeTimeout = try seconds(option, try value(option, inline), max: 3600)
+        case "--log-level":
+            let name = try value(option, inline)
+            guard let level = LogLevel(name: name) else {
+                throw ConfigError(
+                    description: "invalid value \(quotedForMessage(name)) for --log-level: expected debug, info, warning or error")
+            }
+            config.logLevel = level
+        default:
+            throw ConfigError(description: "unknown option \(quotedForMessage(option)); see notify-relay --help")
+        }
+        index += 1
+    }
+
+    if config.listen.isEmpty { config.listen = [RelayConfig.defaultListen] }
+    if config.pollTimeout > config.maxPollTimeout {
+        throw ConfigError(
+            description: "--poll-timeout (\(config.pollTimeout) s) is larger than --max-poll-timeout "
+                + "(\(config.maxPollTimeout) s); lower the first or raise the second")
+    }
+    return .run(config)
+}
+
+private func listenAddress(_ option: String, _ text: String) throws(ConfigError) -> ListenAddress {
+    guard let address = ListenAddress(text) else {
+        throw ConfigError(
+            description: "invalid value \(quotedForMessage(text)) for \(option): expected HOST:PORT with a numeric "
+                + "IPv4 address or localhost, or [IPV6]:PORT, such as 127.0.0.1:8000 or [::1]:8000")
+    }
+    return address
+}
+
+private func seconds(_ option: String, _ text: String, max: Double) throws(ConfigError) -> Double {
+    guard let value = Double(text), value > 0, value <= max else {
+        throw ConfigError(
+            description: "invalid value \(quotedForMessage(text)) for \(option): expected seconds greater than 0 "
+                + "and at most \(Int(max)), such as 30 or 0.5")
+    }
+    return value
+}
+
+private func count(_ option: String, _ text: String, range: ClosedRange<Int>) throws(ConfigError) -> Int {
+    guard let value = Int(text), range.contains(value) else {
+        throw ConfigError(
+            description: "invalid value \(quotedForMessage(text)) for \(option): expected a whole number from "
+                + "\(range.lowerBound) to \(range.upperBound)")
+    }
+    return value
+}
+
+private func socketMode(_ text: String) throws(ConfigError) -> mode_t {
+    guard let value = mode_t(text, radix: 8), value <= 0o777 else {
+        throw ConfigError(
+            description: "invalid value \(quotedForMessage(text)) for --socket-mode: expected an octal mode such as 0660")
+    }
+    return value
+}
+
+private func groupID(_ text: String) throws(ConfigError) -> gid_t {
+    if let number = gid_t(text) { return number }
+    guard let entry = getgrnam(text) else {
+        throw ConfigError(
+            description: "invalid value \(quotedForMessage(text)) for --socket-group: no such group; "
+                + "create it or give a numeric group id")
+    }
+    return entry.pointee.gr_gid
+}

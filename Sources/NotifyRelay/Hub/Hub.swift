@@ -1,0 +1,199 @@
+// The hub: inboxes, their recent history and their waiting subscribers.
+//
+// Every published event gets the next sequence number and is kept in two
+// places: its inbox's history (the last `historyPerInbox` events) and one
+// global queue in arrival order, which enforces the age limit and a global cap
+// on held events, so spam to random addresses cannot grow memory without
+// bound. An inbox with no history and no subscribers is forgotten.
+//
+// Gap detection: each inbox records the highest sequence it dropped from its
+// history (`droppedThrough`). A client whose cursor is below it has missed
+// events that are no longer held, and gets `gap: true`. For forgotten inboxes
+// the hub keeps one watermark over all of them (`forgottenThrough`).
+// NOTE: that watermark is shared, so a client of a forgotten inbox can see a
+// spurious gap caused by another inbox's expiry; a missed event is never hidden.
+
+import Glibc
+import NotifyCore
+
+/// A waiting client. The hub calls `deliver` once and forgets the subscriber.
+protocol Subscriber: AnyObject {
+    /// Unique for the life of the relay.
+    var subscriberID: Int { get }
+    /// Receives the new events of the inbox it waits on.
+    func deliver(_ events: [MailEvent], cursor: String)
+}
+
+/// State kept for one inbox.
+final class InboxState {
+    let key: String
+    var history: [MailEvent] = []
+    var droppedThrough: UInt64 = 0
+    var subscribers: [Int: Subscriber] = [:]
+
+    init(key: String) { self.key = key }
+}
+
+/// Limits on held history.
+struct HistoryLimits {
+    /// Events kept per inbox.
+    var perInbox: Int
+    /// Age after which an event is dropped, in milliseconds.
+    var maxAgeMilliseconds: Int64
+    /// Events held over all inboxes.
+    var maxTotal: Int
+}
+
+/// What a subscriber should receive right now for its cursor.
+struct HistoryLookup {
+    var events: [MailEvent]
+    /// True when events after the cursor may have been dropped or the cursor is unknown.
+    var gap: Bool
+    /// True when the client should get an answer now instead of waiting.
+    var answerNow: Bool { gap || !events.isEmpty }
+}
+
+/// The relay's inboxes, history and subscribers. Owned by the event loop thread.
+final class Hub {
+    let epoch: String
+    let limits: HistoryLimits
+    private(set) var lastSequence: UInt64 = 0
+    private(set) var inboxes: [String: InboxState] = [:]
+    private var queue: [MailEvent] = []
+    private var queueHead = 0
+    private var forgottenThrough: UInt64 = 0
+    private(set) var subscriberCount = 0
+
+    init(limits: HistoryLimits, epoch: String = Hub.randomEpoch()) {
+        self.limits = limits
+        self.epoch = epoch
+    }
+
+    /// The cursor of the latest event, or `EPOCH-0` before the first one.
+    var currentCursor: String { Cursor(epoch: epoch, sequence: lastSequence).text }
+
+    /// Number of events held in history over all inboxes.
+    var heldEventCount: Int { queue.count - queueHead }
+
+    /// Twelve random hex digits, chosen once per relay start.
+    static func randomEpoch() -> String {
+        var bytes = [UInt8](repeating: 0, count: 6)
+        if notifyRandomBytes(&bytes) != 0 {
+            // getrandom cannot fail on Linux 3.17+ with a small buffer; the clock is a fallback.
+            var spec = timespec()
+            clock_gettime(CLOCK_REALTIME, &spec)
+            withUnsafeBytes(of: spec.tv_nsec ^ spec.tv_sec << 20) { bytes = Array($0.prefix(6)) }
+        }
+        return bytes.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
+    }
+
+    // MARK: Publishing
+
+    /// Publishes one event per distinct inbox of `inboxes` and wakes their
+    /// subscribers. Returns the cursor of the last event.
+    func publish(_ record: MailRecord, to inboxes: [Inbox], now: Int64, wallClock: time_t) -> String {
+        var touched: [InboxState] = []
+        var seen = Set<String>()
+        let firstNewSequence = lastSequence + 1
+        for inbox in inboxes where seen.insert(inbox.key).inserted {
+            lastSequence += 1
+            let cursor = Cursor(epoch: epoch, sequence: lastSequence).text
+            let event = MailEvent(
+                sequence: lastSequence, cursor: cursor, inbox: inbox, record: record, receivedMonotonic: now,
+                wallClock: wallClock)
+            let state = self.inboxes[inbox.key] ?? makeInbox(inbox.key)
+            state.history.append(event)
+            if state.history.count > limits.perInbox {
+                state.droppedThrough = state.history.removeFirst().sequence
+            }
+            queue.append(event)
+            touched.append(state)
+        }
+
+        let cursor = currentCursor
+        for state in touched {
+            let waiting = state.subscribers
+            guard !waiting.isEmpty else { continue }
+            state.subscribers = [:]
+            subscriberCount -= waiting.count
+            // Every waiter had seen all older events, or it would have been answered at once.
+            let newEvents = state.history.filter { $0.sequence >= firstNewSequence }
+            for subscriber in waiting.values {
+                subscriber.deliver(newEvents, cursor: cursor)
+            }
+        }
+        expire(now: now)
+        return cursor
+    }
+
+    // MARK: Subscribing
+
+    /// The events of inbox `key` after `since`, and whether some may be missing.
+    /// With no cursor the client waits for the next event.
+    func lookup(_ key: String, since: String?) -> HistoryLookup {
+        guard let since else { return HistoryLookup(events: [], gap: false) }
+        let state = inboxes[key]
+        guard let cursor = Cursor(since), cursor.epoch == epoch, cursor.sequence <= lastSequence else {
+            // Unknown cursor, for example from before a restart: send what is held and flag the gap.
+            return HistoryLookup(events: state?.history ?? [], gap: true)
+        }
+        guard let state else {
+            return HistoryLookup(events: [], gap: cursor.sequence < forgottenThrough)
+        }
+        let events = state.history.filter { $0.sequence > cursor.sequence }
+        return HistoryLookup(events: events, gap: cursor.sequence < state.droppedThrough)
+    }
+
+    /// Adds `subscriber` to the waiters of inbox `key`.
+    func subscribe(_ key: String, _ subscriber: Subscriber) {
+        let state = inboxes[key] ?? makeInbox(key)
+        if state.subscribers.updateValue(subscriber, forKey: subscriber.subscriberID) == nil {
+            subscriberCount += 1
+        }
+    }
+
+    /// Removes `subscriber` from inbox `key` in O(1); forgets the inbox when nothing is left.
+    func unsubscribe(_ key: String, _ subscriber: Subscriber) {
+        guard let state = inboxes[key], state.subscribers.removeValue(forKey: subscriber.subscriberID) != nil else {
+            return
+        }
+        subscriberCount -= 1
+        forgetIfUnused(state)
+    }
+
+    // MARK: Expiry
+
+    /// Drops events older than the age limit and beyond the global cap.
+    func expire(now: Int64) {
+        while queueHead < queue.count {
+            let oldest = queue[queueHead]
+            let tooOld = now - oldest.receivedMonotonic > limits.maxAgeMilliseconds
+            let tooMany = queue.count - queueHead > limits.maxTotal
+            guard tooOld || tooMany else { break }
+            queueHead += 1
+            guard let state = inboxes[oldest.inboxKey] else { continue }
+            if state.history.first === oldest {
+                state.history.removeFirst()
+                state.droppedThrough = oldest.sequence
+            }
+            forgetIfUnused(state)
+        }
+        // Compact the queue once its consumed prefix dominates, keeping removal amortized O(1).
+        if queueHead > 1024, queueHead * 2 > queue.count {
+            queue.removeFirst(queueHead)
+            queueHead = 0
+        }
+    }
+
+    private func makeInbox(_ key: String) -> InboxState {
+        let state = InboxState(key: key)
+        inboxes[key] = state
+        return state
+    }
+
+    private func forgetIfUnused(_ state: InboxState) {
+        guard state.history.isEmpty, state.subscribers.isEmpty else { return }
+        forgottenThrough = max(forgottenThrough, state.droppedThrough)
+        inboxes[state.key] = nil
+    }
+}

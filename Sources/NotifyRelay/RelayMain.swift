@@ -1,0 +1,66 @@
+// Entry point of notify-relay, kept in the library so tests can reach it.
+
+import Glibc
+import NotifyCore
+
+/// Runs the relay with `arguments` (without the program name) and returns the exit status.
+public func relayMain(arguments: [String]) -> Int32 {
+    let command: RelayCommand
+    do {
+        command = try parseRelayArguments(arguments)
+    } catch {
+        printError("notify-relay: \(error.description)")
+        return SysExit.usage.rawValue
+    }
+    switch command {
+    case .help:
+        print(relayUsage, terminator: "")
+        return 0
+    case .version:
+        print("notify-relay \(relayVersion)")
+        return 0
+    case .run(let config):
+        return runRelay(config)
+    }
+}
+
+private func runRelay(_ config: RelayConfig) -> Int32 {
+    let logger = Logger(minimumLevel: config.logLevel, sinks: .stderr)
+    let socketPath: String
+    if let path = config.socketPath {
+        socketPath = path
+    } else {
+        switch IngestSocketPath.resolve() {
+        case .success(let path): socketPath = path
+        case .failure(let error):
+            printError("notify-relay: \(error.description)")
+            return SysExit.config.rawValue
+        }
+    }
+
+    do {
+        let relay = try Relay(config: config, logger: logger)
+        try relay.open(socketPath: socketPath)
+        logger.info(
+            "relay started",
+            [
+                ("version", relayVersion), ("pid", String(getpid())),
+                ("http", zip(config.listen, relay.httpPorts).map { "\($0.host):\($1)" }.joined(separator: ",")),
+                ("socket", socketPath), ("domains", config.domains.isEmpty ? "-" : config.domains.joined(separator: ",")),
+                ("max_connections", String(relay.settings.maxConnections)),
+            ])
+        try relay.run()
+        return 0
+    } catch let error as ListenError {
+        printError("notify-relay: \(error.description)")
+        return SysExit.osError.rawValue
+    } catch {
+        printError("notify-relay: \(error)")
+        return SysExit.osError.rawValue
+    }
+}
+
+private func printError(_ message: String) {
+    let line = message + "\n"
+    _ = line.withCString { write(2, $0, strlen($0)) }
+}
