@@ -49,8 +49,18 @@ public struct InboxPolicy: Sendable, Equatable {
             bytes = Array(bytes[1..<(bytes.count - 1)])
         }
         guard !bytes.isEmpty else { throw InboxNameError(input: raw, reason: "the name is empty") }
-        guard String(validating: bytes, as: UTF8.self) != nil else {
+        guard let text = String(validating: bytes, as: UTF8.self) else {
             throw InboxNameError(input: raw, reason: "the name is not valid UTF-8")
+        }
+        // The byte loop below checks ASCII only, so C1 controls (U+0080-U+009F, NEL among them)
+        // and non-ASCII whitespace such as U+00A0 or U+2028 are checked here, by scalar.
+        for scalar in text.unicodeScalars where scalar.value >= 0x80 {
+            if scalar.value < 0xA0 {
+                throw InboxNameError(input: raw, reason: "control characters are not allowed")
+            }
+            if scalar.properties.isWhitespace {
+                throw InboxNameError(input: raw, reason: "whitespace is not allowed")
+            }
         }
         for byte in bytes {
             if byte < 0x20 || byte == 0x7F {
@@ -162,10 +172,15 @@ public struct InboxNameError: Error, Equatable, CustomStringConvertible {
 /// Quotes a stranger's string for an error or log line: control characters
 /// escaped, length capped at 80 characters so a log line stays one short line.
 public func quotedForMessage(_ text: String) -> String {
+    quotedForMessage(text, maxCharacters: 80)
+}
+
+/// Quotes `text` like `quotedForMessage(_:)`, cut after `maxCharacters` Unicode scalars.
+func quotedForMessage(_ text: String, maxCharacters: Int) -> String {
     var out = "\""
     var count = 0
     for scalar in text.unicodeScalars {
-        if count == 80 {
+        if count == maxCharacters {
             out += "..."
             break
         }

@@ -66,13 +66,16 @@ private struct JSONParser {
         while index < bytes.count, [0x20, 0x09, 0x0A, 0x0D].contains(bytes[index]) { index += 1 }
     }
 
+    /// Parses the value at `index`; `depth` counts the arrays and objects around it,
+    /// so at most `maxDepth` of them may nest.
     mutating func parseValue(depth: Int) throws(JSONError) -> JSONValue {
-        guard depth <= maxDepth else { throw error("nesting deeper than \(maxDepth) levels") }
         skipWhitespace()
         guard index < bytes.count else { throw error("unexpected end of input") }
         switch bytes[index] {
-        case UInt8(ascii: "{"): return try parseObject(depth: depth)
-        case UInt8(ascii: "["): return try parseArray(depth: depth)
+        case UInt8(ascii: "{"), UInt8(ascii: "["):
+            guard depth < maxDepth else { throw error("nesting deeper than \(maxDepth) levels") }
+            if bytes[index] == UInt8(ascii: "{") { return try parseObject(depth: depth) }
+            return try parseArray(depth: depth)
         case UInt8(ascii: "\""): return .string(try parseString())
         case UInt8(ascii: "t"): try expectWord("true"); return .bool(true)
         case UInt8(ascii: "f"): try expectWord("false"); return .bool(false)
@@ -201,24 +204,45 @@ private struct JSONParser {
         return text
     }
 
+    /// Parses a number of the RFC 8259 grammar: `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`.
+    /// Forms that Swift's `Double` also accepts (`+1`, `01`, `.5`, `1.`) are rejected.
     mutating func parseNumber() throws(JSONError) -> Double {
         let start = index
         if index < bytes.count, bytes[index] == UInt8(ascii: "-") { index += 1 }
-        while index < bytes.count {
-            let byte = bytes[index]
-            let isNumberByte =
-                (byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9"))
-                || byte == UInt8(ascii: ".") || byte == UInt8(ascii: "e") || byte == UInt8(ascii: "E")
-                || byte == UInt8(ascii: "+") || byte == UInt8(ascii: "-")
-            guard isNumberByte else { break }
-            index += 1
+
+        // Integer part: a single 0, or digits that do not start with 0.
+        let integerStart = index
+        let integerDigits = skipDigits()
+        let valid: Bool
+        if integerDigits == 0 || (integerDigits > 1 && bytes[integerStart] == UInt8(ascii: "0")) {
+            valid = false
+        } else {
+            var fractionValid = true
+            if index < bytes.count, bytes[index] == UInt8(ascii: ".") {
+                index += 1
+                fractionValid = skipDigits() > 0
+            }
+            var exponentValid = true
+            if fractionValid, index < bytes.count, bytes[index] == UInt8(ascii: "e") || bytes[index] == UInt8(ascii: "E") {
+                index += 1
+                if index < bytes.count, bytes[index] == UInt8(ascii: "+") || bytes[index] == UInt8(ascii: "-") { index += 1 }
+                exponentValid = skipDigits() > 0
+            }
+            valid = fractionValid && exponentValid
         }
-        guard index > start, let value = Double(String(decoding: bytes[start..<index], as: UTF8.self)), value.isFinite
-        else {
+
+        guard valid, let value = Double(String(decoding: bytes[start..<index], as: UTF8.self)), value.isFinite else {
             index = start
             throw error("expected a JSON value")
         }
         return value
+    }
+
+    /// Moves past ASCII digits and returns how many there were.
+    mutating func skipDigits() -> Int {
+        let start = index
+        while index < bytes.count, bytes[index] >= UInt8(ascii: "0"), bytes[index] <= UInt8(ascii: "9") { index += 1 }
+        return index - start
     }
 }
 

@@ -96,11 +96,12 @@ public struct Logger: Sendable {
         return line
     }
 
-    /// Quotes a value when needed and escapes control characters.
+    /// Quotes a value when needed and escapes control characters, C1 controls
+    /// (U+0080-U+009F, NEL among them) included.
     public static func logValue(_ value: String) -> String {
         let needsQuotes =
             value.isEmpty
-            || value.unicodeScalars.contains { $0 == " " || $0 == "\"" || $0 == "=" || $0.value < 0x20 || $0.value == 0x7F }
+            || value.unicodeScalars.contains { $0 == " " || $0 == "\"" || $0 == "=" || isControl($0) }
         guard needsQuotes else { return value }
         var out = "\""
         for scalar in value.unicodeScalars {
@@ -108,10 +109,14 @@ public struct Logger: Sendable {
             case "\"": out += "\\\""
             case "\\": out += "\\\\"
             case "\n": out += "\\n"
-            case _ where scalar.value < 0x20 || scalar.value == 0x7F: out += "\\x" + hexByte(UInt8(scalar.value))
+            case _ where isControl(scalar): out += "\\x" + hexByte(UInt8(scalar.value))
             default: out.unicodeScalars.append(scalar)
             }
         }
         return out + "\""
+    }
+
+    private static func isControl(_ scalar: Unicode.Scalar) -> Bool {
+        scalar.value < 0x20 || (scalar.value >= 0x7F && scalar.value < 0xA0)
     }
 }

@@ -78,7 +78,10 @@ public enum IngestProtocol {
         while start < line.count, line[start] == 0x20 || line[start] == 0x09 { start += 1 }
         guard start < line.count else { throw IngestError("empty line: send an address or a JSON object") }
         if line[start] != UInt8(ascii: "{") {
-            guard let text = String(validating: line, as: UTF8.self) else {
+            // A bare address: spaces and tabs around it are not part of the recipient.
+            var end = line.count
+            while end > start, line[end - 1] == 0x20 || line[end - 1] == 0x09 { end -= 1 }
+            guard let text = String(validating: line[start..<end], as: UTF8.self) else {
                 throw IngestError("the line is not valid UTF-8")
             }
             return MailRecord(recipients: [text])
@@ -131,20 +134,25 @@ extension JSONValue {
 }
 
 /// Drops control characters (a tab becomes a space) and cuts the text at
-/// `MailRecord.maxFieldBytes` bytes on a character boundary.
+/// `MailRecord.maxFieldBytes` bytes on a character (grapheme cluster) boundary,
+/// so a cut never leaves half of an accented letter or of a flag.
 public func cleanField(_ text: String) -> String {
     var out = String.UnicodeScalarView()
     var bytes = 0
-    for scalar in text.unicodeScalars {
-        var kept = scalar
-        if scalar == "\t" {
-            kept = " "
-        } else if scalar.value < 0x20 || scalar.value == 0x7F || (scalar.value >= 0x80 && scalar.value < 0xA0) {
-            continue
+    for character in text {
+        var kept = String.UnicodeScalarView()
+        for scalar in character.unicodeScalars {
+            if scalar == "\t" {
+                kept.append(" ")
+            } else if scalar.value < 0x20 || scalar.value == 0x7F || (scalar.value >= 0x80 && scalar.value < 0xA0) {
+                continue
+            } else {
+                kept.append(scalar)
+            }
         }
-        bytes += UTF8.width(kept)
+        bytes += kept.reduce(0) { $0 + UTF8.width($1) }
         if bytes > MailRecord.maxFieldBytes { break }
-        out.append(kept)
+        out.append(contentsOf: kept)
     }
     return String(out)
 }

@@ -37,7 +37,8 @@ public enum IngestSocketPath {
         }
         return .failure(
             SocketPathError(
-                message: "cannot choose a default ingest socket: XDG_RUNTIME_DIR and HOME are not set; "
+                message: "cannot choose a default ingest socket: XDG_RUNTIME_DIR is not set or is not "
+                    + "a directory you own, and HOME is not set or is \"/\"; "
                     + "pass --socket PATH or set \(environmentVariable)"))
     }
 
@@ -45,7 +46,9 @@ public enum IngestSocketPath {
         guard path.utf8.count <= maxPathBytes else {
             return .failure(
                 SocketPathError(
-                    message: "socket path \(quotedForMessage(path)) is \(path.utf8.count) bytes, "
+                    // The path comes from the administrator and is shown up to 1024 characters,
+                    // because one just over the limit is longer than the 80 that other messages keep.
+                    message: "socket path \(quotedForMessage(path, maxCharacters: 1024)) is \(path.utf8.count) bytes, "
                         + "more than the \(maxPathBytes) a Unix socket allows; pass a shorter --socket PATH"))
         }
         return .success(path)
