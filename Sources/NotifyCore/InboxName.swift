@@ -85,13 +85,14 @@ public struct InboxPolicy: Sendable, Equatable {
             }
         }
         local = asciiLowercased(local)
-        if let delimiter = subaddressDelimiter, let cut = local.firstIndex(of: delimiter), cut > 0 {
-            local = Array(local[..<cut])
-        }
         guard !local.isEmpty else { throw InboxNameError(input: raw, reason: "the local part is empty") }
+        // The RFC 5321 limit applies to the address as sent, before any sub-address is stripped.
         guard local.count <= Self.maxLocalPartOctets else {
             throw InboxNameError(
                 input: raw, reason: "the local part is \(local.count) octets, more than the \(Self.maxLocalPartOctets) allowed")
+        }
+        if let delimiter = subaddressDelimiter, let cut = local.firstIndex(of: delimiter), cut > 0 {
+            local = Array(local[..<cut])
         }
 
         if var domain {

@@ -119,9 +119,6 @@ public final class Relay {
     /// Runs the event loop until shutdown completes.
     func run() throws(SystemError) {
         try loop.run()
-        if let socketPath, listeners.isEmpty == false {
-            unlink(socketPath)
-        }
     }
 
     // MARK: Connections
@@ -244,11 +241,7 @@ public final class Relay {
         if let socketPath { unlink(socketPath) }
 
         for connection in Array(httpConnections.values) {
-            if connection.isIdle {
-                connection.close()
-            } else {
-                connection.endWait()
-            }
+            connection.shutDown()
         }
         for connection in Array(ingestConnections.values) {
             connection.finish()

@@ -152,10 +152,15 @@ final class HTTPConnection: EventHandler, TimerTarget, Subscriber {
         send(timeoutResponse(cursor: relay.hub.currentCursor), keepAlive: keepAlive && !relay.shuttingDown, isHead: false)
     }
 
-    /// Whether the connection is between requests with nothing buffered, so closing loses nothing.
-    var isIdle: Bool {
-        if case .readingHead = state { return input == nil }
-        return false
+    /// Ends the connection for a relay shutdown: a waiting long-poll gets its
+    /// 204 with the cursor, a response in flight is finished, anything else closes.
+    func shutDown() {
+        switch state {
+        case .waiting: endWait()
+        case .writing: keepAlive = false
+        case .readingHead: close()
+        case .closed: break
+        }
     }
 
     // MARK: Output
