@@ -22,6 +22,12 @@ struct RelayConfig {
     var writeTimeout: Double = 30
     var ingestTCP: ListenAddress? = nil
     var logLevel: LogLevel = .info
+    var corsOrigins: [String] = []
+    var ssePing: Double = 15
+    var sseMaxAge: Double = 900
+    var sseMaxBuffer = 64 * 1024
+    var maxInboxesPerRequest = 16
+    var demoEnabled = true
 
     /// Listener used when no --listen option is given.
     static let defaultListen = ListenAddress("127.0.0.1:8000")!
@@ -72,6 +78,15 @@ let relayUsage = """
       --header-timeout SECONDS  time to send a request head (default 10)
       --idle-timeout SECONDS    keep-alive time between requests (default 60)
       --write-timeout SECONDS   time a client may stall a response (default 30)
+      --sse-ping SECONDS        heartbeat comment interval on event streams (default 15)
+      --sse-max-age SECONDS     event streams end after this long so clients reconnect
+                                (default 900)
+      --sse-max-buffer BYTES    unsent bytes an event stream may queue before its client
+                                is disconnected as too slow (default 65536)
+      --max-inboxes-per-request COUNT  inboxes in one /?inbox=a&inbox=b request (default 16)
+      --cors-origin ORIGIN      let pages on ORIGIN (such as https://mail.example) read
+                                responses; repeat for several, or * for any (default: off)
+      --no-demo                 do not serve the demo page at /
       --log-level LEVEL         debug, info, warning or error (default info)
       --help                    show this help
       --version                 show the version
@@ -131,6 +146,14 @@ func parseRelayArguments(_ arguments: [String]) throws(ConfigError) -> RelayComm
         case "--header-timeout": config.headerTimeout = try seconds(option, try value(option, inline), max: 3600)
         case "--idle-timeout": config.idleTimeout = try seconds(option, try value(option, inline), max: 86400)
         case "--write-timeout": config.writeTimeout = try seconds(option, try value(option, inline), max: 3600)
+        case "--sse-ping": config.ssePing = try seconds(option, try value(option, inline), max: 3600)
+        case "--sse-max-age": config.sseMaxAge = try seconds(option, try value(option, inline), max: 7 * 86400)
+        case "--sse-max-buffer":
+            config.sseMaxBuffer = try count(option, try value(option, inline), range: 1024...64 * 1024 * 1024)
+        case "--max-inboxes-per-request":
+            config.maxInboxesPerRequest = try count(option, try value(option, inline), range: 1...1000)
+        case "--cors-origin": config.corsOrigins.append(try corsOrigin(try value(option, inline)))
+        case "--no-demo": config.demoEnabled = false
         case "--log-level":
             let name = try value(option, inline)
             guard let level = LogLevel(name: name) else {
@@ -196,4 +219,22 @@ private func groupID(_ text: String) throws(ConfigError) -> gid_t {
                 + "create it or give a numeric group id")
     }
     return entry.pointee.gr_gid
+}
+
+/// Checks a --cors-origin value: `*` or `scheme://host[:port]` as browsers send it in Origin.
+private func corsOrigin(_ text: String) throws(ConfigError) -> String {
+    if text == "*" { return text }
+    var host: Substring? = nil
+    if text.hasPrefix("https://") {
+        host = text.dropFirst(8)
+    } else if text.hasPrefix("http://") {
+        host = text.dropFirst(7)
+    }
+    let valid = host.map { !$0.isEmpty && !$0.contains("/") && !$0.contains(" ") } ?? false
+    guard valid else {
+        throw ConfigError(
+            description: "invalid value \(quotedForMessage(text)) for --cors-origin: expected * or an origin "
+                + "such as https://mail.example or http://localhost:3000, with no path or trailing slash")
+    }
+    return text
 }

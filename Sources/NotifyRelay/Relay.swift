@@ -16,6 +16,9 @@ struct RelaySettings {
     var idleTimeoutMilliseconds: Int64
     var writeTimeoutMilliseconds: Int64
     var maxConnections: Int
+    var streamPingMilliseconds: Int64
+    var streamMaxAgeMilliseconds: Int64
+    var streamMaxBufferBytes: Int
 }
 
 public final class Relay {
@@ -25,6 +28,7 @@ public final class Relay {
     let settings: RelaySettings
     let routerSettings: RouterSettings
     let policy: InboxPolicy
+    let cors: CORSPolicy
     private let config: RelayConfig
     private var listeners: [Listener] = []
     private var signals: SignalSource? = nil
@@ -34,7 +38,7 @@ public final class Relay {
     private var nextConnectionID = 1
     private(set) var shuttingDown = false
     private var housekeeping: Housekeeping? = nil
-    private var responseCache: (key: String, cursor: String, format: ResponseFormat, response: HTTPResponse)? = nil
+    private var responseCache: (keys: [String], cursor: String, format: ResponseFormat, response: HTTPResponse)? = nil
 
     /// Counters reported in the shutdown log line.
     private(set) var eventsPublished = 0
@@ -57,12 +61,17 @@ public final class Relay {
                 maxTotal: config.historyMaxEvents))
         policy = InboxPolicy(domains: config.domains)
         routerSettings = RouterSettings(
-            policy: policy, defaultPollTimeout: config.pollTimeout, maxPollTimeout: config.maxPollTimeout)
+            policy: policy, defaultPollTimeout: config.pollTimeout, maxPollTimeout: config.maxPollTimeout,
+            maxInboxesPerRequest: config.maxInboxesPerRequest, demoEnabled: config.demoEnabled)
+        cors = CORSPolicy(origins: config.corsOrigins)
         settings = RelaySettings(
             headerTimeoutMilliseconds: Int64(config.headerTimeout * 1000),
             idleTimeoutMilliseconds: Int64(config.idleTimeout * 1000),
             writeTimeoutMilliseconds: Int64(config.writeTimeout * 1000),
-            maxConnections: config.maxConnections ?? Relay.defaultMaxConnections())
+            maxConnections: config.maxConnections ?? Relay.defaultMaxConnections(),
+            streamPingMilliseconds: Int64(config.ssePing * 1000),
+            streamMaxAgeMilliseconds: Int64(config.sseMaxAge * 1000),
+            streamMaxBufferBytes: config.sseMaxBuffer)
     }
 
     /// The open-file limit minus a reserve for listeners, ingest clients and the process itself.
@@ -157,8 +166,10 @@ public final class Relay {
 
     /// Answers 503 at once and closes, without keeping any state for the client.
     private func rejectOverLimit(_ fd: Int32) {
+        // No request was read, so the Origin is unknown: only a `*` policy can be applied.
+        let corsFields = cors.origins.contains("*") ? cors.fields(origin: nil) : []
         let response = HTTPResponse.text(
-            .serviceUnavailable, "too many connections: try again later", fields: [("Retry-After", "5")])
+            .serviceUnavailable, "too many connections: try again later", fields: [("Retry-After", "5")] + corsFields)
         _ = try? writeNonBlocking(fd, response.serialized(keepAlive: false), from: 0)
         countResponse(.serviceUnavailable)
         close(fd)
@@ -212,13 +223,16 @@ public final class Relay {
         return .success(cursor)
     }
 
-    /// The long-poll answer for one inbox's new events, built once per fan-out and shared.
-    func cachedEventsResponse(_ inboxKey: String, _ events: [MailEvent], cursor: String, format: ResponseFormat) -> HTTPResponse {
-        if let cached = responseCache, cached.key == inboxKey, cached.cursor == cursor, cached.format == format {
+    /// The long-poll answer for new events, built once per fan-out and shared
+    /// by every waiter on the same inboxes with the same format.
+    func cachedEventsResponse(
+        _ target: SubscriptionTarget, _ events: [MailEvent], cursor: String, format: ResponseFormat
+    ) -> HTTPResponse {
+        if let cached = responseCache, cached.keys == target.keys, cached.cursor == cursor, cached.format == format {
             return cached.response
         }
-        let response = eventsResponse(inboxKey, events, gap: false, cursor: cursor, format: format)
-        responseCache = (inboxKey, cursor, format, response)
+        let response = eventsResponse(target, events, gap: false, cursor: cursor, format: format)
+        responseCache = (target.keys, cursor, format, response)
         return response
     }
 

@@ -1,21 +1,34 @@
-// Maps a parsed request to what the connection must do: answer now, or wait
-// on an inbox. Only the long-poll inbox endpoint exists here; a path of one
-// segment is an inbox name, and `/` or paths of two or more segments are
-// never inbox names, so later endpoints cannot shadow an inbox.
+// Maps a parsed request to what the connection must do: answer now, wait on
+// inboxes (long-poll), or open an event stream.
+//
+// Paths: `/<inbox>` (one segment) is always an inbox; `/?inbox=a&inbox=b`
+// waits on several; `/` with no query string is the demo page; paths of two
+// or more segments are static assets (`/static/notify.js`). So no endpoint
+// can shadow an inbox name.
 
 import NotifyCore
 
-/// How a long-poll answer is encoded.
+/// How an answer about inbox events is encoded.
 enum ResponseFormat {
     case json
     case text
+    case eventStream
+}
+
+/// The inboxes one request waits on.
+struct SubscriptionTarget {
+    var keys: [String]
+    /// True for `/?inbox=...`, whose JSON lists `inboxes` instead of one `inbox`.
+    var isMulti: Bool
 }
 
 /// What a connection does with a request.
 enum RouteAction {
     case respond(HTTPResponse)
-    /// Wait on `inboxKey` up to `timeoutMilliseconds`; answer with `format`.
-    case wait(inboxKey: String, format: ResponseFormat, timeoutMilliseconds: Int64)
+    /// Wait on the inboxes up to `timeoutMilliseconds`; answer with `format`.
+    case wait(SubscriptionTarget, format: ResponseFormat, timeoutMilliseconds: Int64)
+    /// Open an event stream on the inboxes, starting with `backlog`.
+    case stream(SubscriptionTarget, backlog: HistoryLookup)
 }
 
 /// Settings the router needs from the relay configuration.
@@ -23,9 +36,11 @@ struct RouterSettings {
     var policy: InboxPolicy
     var defaultPollTimeout: Double
     var maxPollTimeout: Double
+    var maxInboxesPerRequest = 16
+    var demoEnabled = true
 }
 
-/// Fields common to every relay response.
+/// Fields common to every relay response about inbox events.
 let commonResponseFields: [(String, String)] = [
     ("Cache-Control", "no-store"),
     ("X-Content-Type-Options", "nosniff"),
@@ -45,10 +60,22 @@ func route(_ head: HTTPRequestHead, hub: Hub, settings: RouterSettings) -> Route
                 fields: [("Allow", "GET, HEAD, OPTIONS")]))
     }
 
+    guard let query = parseQuery(head.query) else {
+        return .respond(.text(.badRequest, "invalid query string: malformed percent-encoding"))
+    }
     let segments = head.path.split(separator: "/", omittingEmptySubsequences: false).dropFirst()
+    if head.path == "/" {
+        if head.query == nil || head.query!.isEmpty {
+            guard settings.demoEnabled else {
+                return .respond(.text(.notFound, "no inbox in the path: request /<inbox>, for example /test"))
+            }
+            return .respond(StaticAssets.response(for: "/")!)
+        }
+        return routeMulti(head: head, query: query, hub: hub, settings: settings)
+    }
     guard segments.count == 1, let segment = segments.first, !segment.isEmpty else {
-        if head.path == "/" {
-            return .respond(.text(.notFound, "no inbox in the path: request /<inbox>, for example /test"))
+        if let asset = StaticAssets.response(for: String(head.path)) {
+            return .respond(asset)
         }
         return .respond(.text(.notFound, "unknown path: inbox names are one path segment, such as /test"))
     }
@@ -59,14 +86,40 @@ func route(_ head: HTTPRequestHead, hub: Hub, settings: RouterSettings) -> Route
     } catch {
         return .respond(.text(.badRequest, error.description))
     }
-    guard let query = parseQuery(head.query) else {
-        return .respond(.text(.badRequest, "invalid query string: malformed percent-encoding"))
-    }
-    return routeInbox(inbox, head: head, query: query, hub: hub, settings: settings)
+    let target = SubscriptionTarget(keys: [inbox.key], isMulti: false)
+    return routeSubscription(target, head: head, query: query, hub: hub, settings: settings)
 }
 
-private func routeInbox(
-    _ inbox: Inbox, head: HTTPRequestHead, query: [(name: String, value: String)], hub: Hub, settings: RouterSettings
+/// `/?inbox=a&inbox=b`: one request on several inboxes.
+private func routeMulti(
+    head: HTTPRequestHead, query: [(name: String, value: String)], hub: Hub, settings: RouterSettings
+) -> RouteAction {
+    let names = query.filter { $0.name == "inbox" }.map(\.value)
+    guard !names.isEmpty else {
+        return .respond(.text(.badRequest, "no inbox given: use /<inbox> or /?inbox=a&inbox=b"))
+    }
+    guard names.count <= settings.maxInboxesPerRequest else {
+        return .respond(
+            .text(
+                .badRequest,
+                "\(names.count) inboxes in one request, more than the \(settings.maxInboxesPerRequest) allowed "
+                    + "(--max-inboxes-per-request)"))
+    }
+    var keys: [String] = []
+    for name in names {
+        do {
+            let key = try settings.policy.normalize(name).key
+            if !keys.contains(key) { keys.append(key) }
+        } catch {
+            return .respond(.text(.badRequest, error.description))
+        }
+    }
+    return routeSubscription(SubscriptionTarget(keys: keys, isMulti: true), head: head, query: query, hub: hub, settings: settings)
+}
+
+private func routeSubscription(
+    _ target: SubscriptionTarget, head: HTTPRequestHead, query: [(name: String, value: String)], hub: Hub,
+    settings: RouterSettings
 ) -> RouteAction {
     func parameter(_ name: String) -> String? { query.last(where: { $0.name == name })?.value }
 
@@ -75,11 +128,28 @@ private func routeInbox(
         switch requested {
         case "json": format = .json
         case "text": format = .text
+        case "sse": format = .eventStream
         default:
-            return .respond(.text(.badRequest, "invalid format \(quotedForMessage(requested)): expected json or text"))
+            return .respond(.text(.badRequest, "invalid format \(quotedForMessage(requested)): expected json, text or sse"))
         }
-    } else if let accept = head.field("accept"), accept.contains("application/json") {
-        format = .json
+    } else if let accept = head.field("accept") {
+        if accept.contains("text/event-stream") {
+            format = .eventStream
+        } else if accept.contains("application/json") {
+            format = .json
+        }
+    }
+
+    // EventSource sends Last-Event-ID on reconnects; polyfills put it in the query.
+    let sinceValue = parameter("since") ?? parameter("lastEventId") ?? head.field("last-event-id")
+    // An empty cursor is what a page sends before its first answer: treat it as none.
+    let since = sinceValue?.isEmpty == true ? nil : sinceValue
+    let lookup = hub.lookup(target.keys, since: since)
+    if format == .eventStream {
+        guard head.method == "GET" else {
+            return .respond(eventStreamHeadResponse())
+        }
+        return .stream(target, backlog: lookup)
     }
 
     var timeout = settings.defaultPollTimeout
@@ -90,16 +160,13 @@ private func routeInbox(
         }
         timeout = min(value, settings.maxPollTimeout)
     }
-
-    let since = parameter("since") ?? head.field("last-event-id")
-    let lookup = hub.lookup(inbox.key, since: since)
     if lookup.answerNow {
-        return .respond(eventsResponse(inbox.key, lookup.events, gap: lookup.gap, cursor: hub.currentCursor, format: format))
+        return .respond(eventsResponse(target, lookup.events, gap: lookup.gap, cursor: hub.currentCursor, format: format))
     }
     if head.method == "HEAD" || timeout == 0 {
         return .respond(timeoutResponse(cursor: hub.currentCursor))
     }
-    return .wait(inboxKey: inbox.key, format: format, timeoutMilliseconds: Int64(timeout * 1000))
+    return .wait(target, format: format, timeoutMilliseconds: Int64(timeout * 1000))
 }
 
 /// The 204 sent when a long-poll times out.
@@ -107,15 +174,21 @@ func timeoutResponse(cursor: String) -> HTTPResponse {
     HTTPResponse(status: .noContent, fields: [("Notify-Cursor", cursor)] + commonResponseFields)
 }
 
-/// The 200 carrying `events` for `inboxKey`.
-func eventsResponse(_ inboxKey: String, _ events: [MailEvent], gap: Bool, cursor: String, format: ResponseFormat) -> HTTPResponse {
+/// The 200 carrying `events` for a long-poll.
+func eventsResponse(
+    _ target: SubscriptionTarget, _ events: [MailEvent], gap: Bool, cursor: String, format: ResponseFormat
+) -> HTTPResponse {
     var body: String
     var contentType: String
     switch format {
-    case .json:
+    case .json, .eventStream:
         contentType = "application/json; charset=utf-8"
         var writer = JSONObjectWriter()
-        writer.add("inbox", inboxKey)
+        if target.isMulti {
+            writer.add("inboxes", strings: target.keys)
+        } else {
+            writer.add("inbox", target.keys[0])
+        }
         writer.add("cursor", cursor)
         writer.add("gap", gap)
         writer.add("messages", rawJSON: "[" + events.map(\.json).joined(separator: ",") + "]")
@@ -124,10 +197,11 @@ func eventsResponse(_ inboxKey: String, _ events: [MailEvent], gap: Bool, cursor
         contentType = "text/plain; charset=utf-8"
         body = ""
         if gap {
-            body += "Some notifications for \(inboxKey) are no longer held: reload the inbox.\n"
+            let names = target.keys.joined(separator: ", ")
+            body += "Some notifications for \(names) are no longer held: reload the inbox.\n"
         }
-        for _ in events {
-            body += "New mail for: \(inboxKey)\n"
+        for event in events {
+            body += "New mail for: \(event.inboxKey)\n"
         }
     }
     return HTTPResponse(

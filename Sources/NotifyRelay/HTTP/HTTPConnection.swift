@@ -1,12 +1,18 @@
-// One HTTP client connection: reads request heads, waits on an inbox for a
-// long-poll, writes responses, and keeps the connection alive between requests.
+// One HTTP client connection: reads request heads, waits on inboxes for a
+// long-poll or streams their events, writes responses, and keeps the
+// connection alive between requests.
 //
-// States: reading a head (idle or partial), waiting on an inbox, writing.
-// Between requests the connection holds no buffer: bytes are read into the
-// loop's shared buffer and copied out only while a head is incomplete or a
-// client pipelines a request behind one that is still being answered.
-// While waiting, the socket stays registered for reading, so a client that
-// disconnects is noticed at once and its subscription freed.
+// States: reading a head (idle or partial), waiting on inboxes, streaming
+// events, writing a response. Between requests the connection holds no
+// buffer: bytes are read into the loop's shared buffer and copied out only
+// while a head is incomplete or a client pipelines a request behind one that
+// is still being answered. While waiting or streaming, the socket stays
+// registered for reading, so a client that disconnects is noticed at once and
+// its subscriptions freed.
+//
+// Back-pressure: an event stream whose client stops reading accumulates
+// output; past `--sse-max-buffer` bytes the client is disconnected, so it
+// never delays other clients or grows the relay's memory.
 
 import CNotifyShim
 import Glibc
@@ -15,13 +21,14 @@ import NotifyCore
 final class HTTPConnection: EventHandler, TimerTarget, Subscriber {
     private enum State {
         case readingHead
-        case waiting(inboxKey: String, format: ResponseFormat)
+        case waiting(SubscriptionTarget, ResponseFormat)
+        case streaming(SubscriptionTarget)
         case writing
         case closed
     }
 
     private enum TimerPurpose {
-        case headRead, keepAliveIdle, longPoll, writeStall
+        case headRead, keepAliveIdle, longPoll, writeStall, streamPing
     }
 
     let fd: Int32
@@ -32,7 +39,13 @@ final class HTTPConnection: EventHandler, TimerTarget, Subscriber {
     private var output: [UInt8]? = nil
     private var outputOffset = 0
     private var keepAlive = true
+    /// The request's Origin header while CORS is on; nil otherwise.
+    private var origin: String? = nil
     private var timerPurpose = TimerPurpose.headRead
+    /// Monotonic time when an event stream ends, so the client reconnects.
+    private var streamEndsAt: Int64 = 0
+    /// Monotonic time when pending stream output was first left unwritten, or 0.
+    private var stalledSince: Int64 = 0
     var timerIndex = -1
     var timerDeadline: Int64 = 0
 
@@ -45,6 +58,13 @@ final class HTTPConnection: EventHandler, TimerTarget, Subscriber {
     /// Starts serving: the client must send its first head within the head timeout.
     func start() {
         setTimer(.headRead, after: relay.settings.headerTimeoutMilliseconds)
+    }
+
+    var subscribedKeys: [String] {
+        switch state {
+        case .waiting(let target, _), .streaming(let target): return target.keys
+        default: return []
+        }
     }
 
     // MARK: Events
@@ -115,10 +135,10 @@ final class HTTPConnection: EventHandler, TimerTarget, Subscriber {
 
     private func handle(_ head: HTTPRequestHead) {
         let isHead = head.method == "HEAD"
-        var keepAlive = head.keepAlive && !relay.shuttingDown
-        if head.field("transfer-encoding") != nil || (head.field("content-length").map { $0 != "0" } ?? false) {
+        let keepAlive = head.keepAlive && !relay.shuttingDown
+        origin = relay.cors.isEnabled ? head.field("origin") : nil
+        if head.field("transfer-encoding") != nil || (head.field("content-length").map { Int($0) != 0 } ?? false) {
             // Bodies are never read, so the framing of what follows is unknown: answer and close.
-            keepAlive = false
             let status: HTTPStatus = ["GET", "HEAD", "OPTIONS"].contains(head.method) ? .payloadTooLarge : .methodNotAllowed
             send(.text(status, "request bodies are not accepted"), keepAlive: false, isHead: isHead)
             return
@@ -127,39 +147,126 @@ final class HTTPConnection: EventHandler, TimerTarget, Subscriber {
             send(.text(.serviceUnavailable, "the relay is shutting down", fields: [("Retry-After", "1")]), keepAlive: false, isHead: isHead)
             return
         }
+        if head.method == "OPTIONS", relay.cors.isEnabled {
+            var response = HTTPResponse(status: .noContent, fields: [("Allow", "GET, HEAD, OPTIONS")] + commonResponseFields)
+            response.fields += relay.cors.preflightFields(origin: origin)
+            send(response, keepAlive: keepAlive, isHead: false)
+            return
+        }
         switch route(head, hub: relay.hub, settings: relay.routerSettings) {
         case .respond(let response):
             send(response, keepAlive: keepAlive, isHead: isHead)
-        case .wait(let inboxKey, let format, let timeout):
+        case .wait(let target, let format, let timeout):
             self.keepAlive = keepAlive
-            state = .waiting(inboxKey: inboxKey, format: format)
-            relay.hub.subscribe(inboxKey, self)
+            state = .waiting(target, format)
+            for key in target.keys { relay.hub.subscribe(key, self) }
             setTimer(.longPoll, after: timeout)
+        case .stream(let target, let backlog):
+            openStream(target, backlog: backlog)
         }
     }
 
-    /// Called by the hub with the inbox's new events; the hub has already removed this subscriber.
+    /// Called by the hub with the new events of this connection's inboxes.
     func deliver(_ events: [MailEvent], cursor: String) {
-        guard case .waiting(let inboxKey, let format) = state else { return }
-        let response = relay.cachedEventsResponse(inboxKey, events, cursor: cursor, format: format)
-        send(response, keepAlive: keepAlive, isHead: false)
+        switch state {
+        case .waiting(let target, let format):
+            unsubscribeAll(target)
+            let response = relay.cachedEventsResponse(target, events, cursor: cursor, format: format)
+            send(response, keepAlive: keepAlive, isHead: false)
+        case .streaming:
+            var text = ""
+            for event in events { text += EventStream.mail(event) }
+            appendStreamOutput(text)
+        default:
+            break
+        }
     }
 
     /// Answers a waiting long-poll with 204 now, as on timeout; used at shutdown too.
     func endWait() {
-        guard case .waiting(let inboxKey, _) = state else { return }
-        relay.hub.unsubscribe(inboxKey, self)
+        guard case .waiting(let target, _) = state else { return }
+        unsubscribeAll(target)
         send(timeoutResponse(cursor: relay.hub.currentCursor), keepAlive: keepAlive && !relay.shuttingDown, isHead: false)
     }
 
+    private func unsubscribeAll(_ target: SubscriptionTarget) {
+        for key in target.keys { relay.hub.unsubscribe(key, self) }
+    }
+
     /// Ends the connection for a relay shutdown: a waiting long-poll gets its
-    /// 204 with the cursor, a response in flight is finished, anything else closes.
+    /// 204 with the cursor, a response in flight is finished, streams end, and
+    /// anything else closes.
     func shutDown() {
         switch state {
         case .waiting: endWait()
         case .writing: keepAlive = false
+        case .streaming(let target): endStream(target)
         case .readingHead: close()
         case .closed: break
+        }
+    }
+
+    // MARK: Event streams
+
+    private func openStream(_ target: SubscriptionTarget, backlog: HistoryLookup) {
+        relay.countResponse(.ok)
+        keepAlive = false
+        state = .streaming(target)
+        for key in target.keys { relay.hub.subscribe(key, self) }
+        let cursor = relay.hub.currentCursor
+        output = EventStream.head(cursor: cursor, extraFields: relay.cors.fields(origin: origin))
+        outputOffset = 0
+        var text = EventStream.preamble(cursor: cursor, gap: backlog.gap, keys: target.keys)
+        for event in backlog.events { text += EventStream.mail(event) }
+        streamEndsAt = EventLoop.now() + relay.settings.streamMaxAgeMilliseconds
+        setTimer(.streamPing, after: nextStreamTimer())
+        appendStreamOutput(text)
+    }
+
+    private func appendStreamOutput(_ text: String) {
+        if output == nil {
+            output = Array(text.utf8)
+            outputOffset = 0
+        } else {
+            output!.append(contentsOf: text.utf8)
+        }
+        if output!.count - outputOffset > relay.settings.streamMaxBufferBytes {
+            relay.logger.info(
+                "event stream client disconnected: it stopped reading",
+                [("conn", String(subscriberID)), ("pending_bytes", String(output!.count - outputOffset))])
+            close()
+            return
+        }
+        flush()
+    }
+
+    private func nextStreamTimer() -> Int64 {
+        min(relay.settings.streamPingMilliseconds, max(0, streamEndsAt - EventLoop.now()))
+    }
+
+    private func streamTimerFired(_ target: SubscriptionTarget) {
+        let now = EventLoop.now()
+        if stalledSince > 0, now - stalledSince > relay.settings.writeTimeoutMilliseconds {
+            close()
+            return
+        }
+        if now >= streamEndsAt {
+            endStream(target)
+            return
+        }
+        setTimer(.streamPing, after: nextStreamTimer())
+        appendStreamOutput(EventStream.ping)
+    }
+
+    /// Stops streaming: unsubscribes, then closes once pending output is written.
+    private func endStream(_ target: SubscriptionTarget) {
+        unsubscribeAll(target)
+        state = .writing
+        keepAlive = false
+        if output == nil {
+            close()
+        } else {
+            setTimer(.writeStall, after: relay.settings.writeTimeoutMilliseconds)
         }
     }
 
@@ -167,6 +274,8 @@ final class HTTPConnection: EventHandler, TimerTarget, Subscriber {
 
     private func send(_ response: HTTPResponse, keepAlive: Bool, isHead: Bool) {
         relay.countResponse(response.status)
+        var response = response
+        response.fields += relay.cors.fields(origin: origin)
         self.keepAlive = keepAlive
         output = response.serialized(keepAlive: keepAlive, includeBody: !isHead)
         outputOffset = 0
@@ -184,14 +293,32 @@ final class HTTPConnection: EventHandler, TimerTarget, Subscriber {
             return
         }
         if outputOffset < bytes.count {
-            if timerPurpose != .writeStall || timerIndex < 0 {
-                relay.loop.epoll.modify(fd, interest: .writable)
-                setTimer(.writeStall, after: relay.settings.writeTimeoutMilliseconds)
-            }
+            waitForWritable()
             return
         }
         output = nil
+        outputOffset = 0
+        if case .streaming = state {
+            stalledSince = 0
+            relay.loop.epoll.modify(fd, interest: .readable)
+            return
+        }
         finishResponse()
+    }
+
+    private func waitForWritable() {
+        if case .streaming = state {
+            // The ping timer checks the stall; the stream keeps its own deadline.
+            if stalledSince == 0 {
+                stalledSince = EventLoop.now()
+                relay.loop.epoll.modify(fd, interest: [.writable, .readable])
+            }
+            return
+        }
+        if timerPurpose != .writeStall || timerIndex < 0 {
+            relay.loop.epoll.modify(fd, interest: .writable)
+            setTimer(.writeStall, after: relay.settings.writeTimeoutMilliseconds)
+        }
     }
 
     private func finishResponse() {
@@ -200,6 +327,7 @@ final class HTTPConnection: EventHandler, TimerTarget, Subscriber {
             return
         }
         state = .readingHead
+        origin = nil
         relay.loop.epoll.modify(fd, interest: .readable)
         if input != nil {
             setTimer(.headRead, after: relay.settings.headerTimeoutMilliseconds)
@@ -227,6 +355,8 @@ final class HTTPConnection: EventHandler, TimerTarget, Subscriber {
             } else {
                 close()
             }
+        case .streamPing:
+            if case .streaming(let target) = state { streamTimerFired(target) }
         case .keepAliveIdle, .writeStall:
             close()
         }
@@ -234,9 +364,10 @@ final class HTTPConnection: EventHandler, TimerTarget, Subscriber {
 
     /// Closes the socket and frees everything the connection held.
     func close() {
-        if case .closed = state { return }
-        if case .waiting(let inboxKey, _) = state {
-            relay.hub.unsubscribe(inboxKey, self)
+        switch state {
+        case .closed: return
+        case .waiting(let target, _), .streaming(let target): unsubscribeAll(target)
+        default: break
         }
         state = .closed
         relay.loop.timers.cancel(self)

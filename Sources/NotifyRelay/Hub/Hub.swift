@@ -16,11 +16,14 @@
 import Glibc
 import NotifyCore
 
-/// A waiting client. The hub calls `deliver` once and forgets the subscriber.
+/// A waiting client: a long-poll or an event stream, on one or more inboxes.
 protocol Subscriber: AnyObject {
     /// Unique for the life of the relay.
     var subscriberID: Int { get }
-    /// Receives the new events of the inbox it waits on.
+    /// The inbox keys it waits on.
+    var subscribedKeys: [String] { get }
+    /// Receives the new events of its inboxes, in sequence order, once per
+    /// publish. A long-poll unsubscribes itself here; a stream stays.
     func deliver(_ events: [MailEvent], cursor: String)
 }
 
@@ -110,17 +113,22 @@ final class Hub {
             touched.append(state)
         }
 
-        let cursor = currentCursor
+        // Gather each subscriber once, even when it waits on several touched
+        // inboxes, so its answer carries all new events and one cursor.
+        var woken: [Int: Subscriber] = [:]
         for state in touched {
-            let waiting = state.subscribers
-            guard !waiting.isEmpty else { continue }
-            state.subscribers = [:]
-            subscriberCount -= waiting.count
+            for (id, subscriber) in state.subscribers { woken[id] = subscriber }
+        }
+        let cursor = currentCursor
+        for subscriber in woken.values {
             // Every waiter had seen all older events, or it would have been answered at once.
-            let newEvents = state.history.filter { $0.sequence >= firstNewSequence }
-            for subscriber in waiting.values {
-                subscriber.deliver(newEvents, cursor: cursor)
+            var newEvents: [MailEvent] = []
+            for key in subscriber.subscribedKeys {
+                guard let state = self.inboxes[key], seen.contains(key) else { continue }
+                newEvents += state.history.filter { $0.sequence >= firstNewSequence }
             }
+            if subscriber.subscribedKeys.count > 1 { newEvents.sort { $0.sequence < $1.sequence } }
+            subscriber.deliver(newEvents, cursor: cursor)
         }
         expire(now: now)
         return cursor
@@ -131,17 +139,33 @@ final class Hub {
     /// The events of inbox `key` after `since`, and whether some may be missing.
     /// With no cursor the client waits for the next event.
     func lookup(_ key: String, since: String?) -> HistoryLookup {
+        lookup([key], since: since)
+    }
+
+    /// The events of all `keys` after `since` in sequence order, and whether
+    /// some may be missing for any of them.
+    func lookup(_ keys: [String], since: String?) -> HistoryLookup {
         guard let since else { return HistoryLookup(events: [], gap: false) }
-        let state = inboxes[key]
-        guard let cursor = Cursor(since), cursor.epoch == epoch, cursor.sequence <= lastSequence else {
-            // Unknown cursor, for example from before a restart: send what is held and flag the gap.
-            return HistoryLookup(events: state?.history ?? [], gap: true)
+        var result = HistoryLookup(events: [], gap: false)
+        let cursor = Cursor(since)
+        let known = cursor.map { $0.epoch == epoch && $0.sequence <= lastSequence } ?? false
+        for key in keys {
+            let state = inboxes[key]
+            guard known, let cursor else {
+                // Unknown cursor, for example from before a restart: send what is held and flag the gap.
+                result.events += state?.history ?? []
+                result.gap = true
+                continue
+            }
+            guard let state else {
+                result.gap = result.gap || cursor.sequence < forgottenThrough
+                continue
+            }
+            result.events += state.history.filter { $0.sequence > cursor.sequence }
+            result.gap = result.gap || cursor.sequence < state.droppedThrough
         }
-        guard let state else {
-            return HistoryLookup(events: [], gap: cursor.sequence < forgottenThrough)
-        }
-        let events = state.history.filter { $0.sequence > cursor.sequence }
-        return HistoryLookup(events: events, gap: cursor.sequence < state.droppedThrough)
+        if keys.count > 1 { result.events.sort { $0.sequence < $1.sequence } }
+        return result
     }
 
     /// Adds `subscriber` to the waiters of inbox `key`.

@@ -35,6 +35,8 @@ struct Cursor: Equatable {
 /// inbox history and every response that carries it.
 final class MailEvent {
     let sequence: UInt64
+    /// The cursor text of this event, also its `id`.
+    let cursor: String
     let inboxKey: String
     /// Monotonic milliseconds at ingest, for history expiry.
     let receivedMonotonic: Int64
@@ -43,10 +45,12 @@ final class MailEvent {
 
     init(sequence: UInt64, cursor: String, inbox: Inbox, record: MailRecord, receivedMonotonic: Int64, wallClock: time_t) {
         self.sequence = sequence
+        self.cursor = cursor
         self.inboxKey = inbox.key
         self.receivedMonotonic = receivedMonotonic
         var writer = JSONObjectWriter()
         writer.add("id", cursor)
+        writer.add("inbox", inbox.key)
         writer.add("recipient", inbox.recipient)
         writer.add("from", record.from)
         writer.add("subject", record.subject)
