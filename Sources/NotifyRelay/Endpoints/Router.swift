@@ -91,7 +91,9 @@ private func routeInbox(
         timeout = min(value, settings.maxPollTimeout)
     }
 
-    let since = parameter("since") ?? head.field("last-event-id")
+    let sinceValue = parameter("since") ?? head.field("last-event-id")
+    // An empty cursor is what a page sends before its first answer: treat it as none.
+    let since = sinceValue?.isEmpty == true ? nil : sinceValue
     let lookup = hub.lookup(inbox.key, since: since)
     if lookup.answerNow {
         return .respond(eventsResponse(inbox.key, lookup.events, gap: lookup.gap, cursor: hub.currentCursor, format: format))

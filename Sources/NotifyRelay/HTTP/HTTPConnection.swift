@@ -116,7 +116,7 @@ final class HTTPConnection: EventHandler, TimerTarget, Subscriber {
     private func handle(_ head: HTTPRequestHead) {
         let isHead = head.method == "HEAD"
         var keepAlive = head.keepAlive && !relay.shuttingDown
-        if head.field("transfer-encoding") != nil || (head.field("content-length").map { $0 != "0" } ?? false) {
+        if head.field("transfer-encoding") != nil || (head.field("content-length").map { Int($0) != 0 } ?? false) {
             // Bodies are never read, so the framing of what follows is unknown: answer and close.
             keepAlive = false
             let status: HTTPStatus = ["GET", "HEAD", "OPTIONS"].contains(head.method) ? .payloadTooLarge : .methodNotAllowed

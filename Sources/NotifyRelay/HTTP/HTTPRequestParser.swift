@@ -137,6 +137,9 @@ enum HTTPRequestParser {
         if request.minorVersion == 1, request.field("host") == nil {
             throw bad("HTTP/1.1 request without a Host header field")
         }
+        if request.fields.filter({ $0.name == "host" }).count > 1 {
+            throw bad("more than one Host header field")
+        }
         return request
     }
 
