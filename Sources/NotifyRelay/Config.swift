@@ -130,11 +130,13 @@ func parseRelayArguments(_ arguments: [String]) throws(ConfigError) -> RelayComm
         case "--domain":
             let domain = try value(option, inline)
             do {
-                _ = try InboxPolicy().normalize("x@" + domain)
+                // Keep the domain as normalize() writes it (lowercase, no trailing dot), because
+                // InboxPolicy compares recipient domains with its list byte for byte.
+                let recipient = try InboxPolicy().normalize("x@" + domain).recipient
+                config.domains.append(String(recipient.dropFirst(2)))
             } catch {
                 throw ConfigError(description: "invalid value \(quotedForMessage(domain)) for --domain: \(error.reason)")
             }
-            config.domains.append(domain)
         case "--poll-timeout": config.pollTimeout = try seconds(option, try value(option, inline), max: 86400)
         case "--max-poll-timeout": config.maxPollTimeout = try seconds(option, try value(option, inline), max: 86400)
         case "--history": config.history = try count(option, try value(option, inline), range: 1...10_000)

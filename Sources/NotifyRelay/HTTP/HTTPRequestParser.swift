@@ -78,17 +78,12 @@ enum HTTPRequestParser {
         var start = 0
         while start < buffer.count, buffer[start] == 0x0D || buffer[start] == 0x0A { start += 1 }
 
+        // The empty lines count toward the limit, so a client cannot grow the buffer by sending only those.
         guard let headEnd = findHeadEnd(buffer, from: start) else {
-            if buffer.count - start > maxHeadBytes {
-                let lineEnded = buffer[start...].contains(0x0A)
-                return lineEnded
-                    ? .failure(HTTPParseError(status: .headerFieldsTooLarge, reason: "request header fields are larger than \(maxHeadBytes) bytes"))
-                    : .failure(HTTPParseError(status: .uriTooLong, reason: "request line is longer than \(maxHeadBytes) bytes"))
-            }
-            return .incomplete
+            return buffer.count > maxHeadBytes ? .failure(oversizeError(buffer, from: start)) : .incomplete
         }
-        guard headEnd.contentEnd - start <= maxHeadBytes else {
-            return .failure(HTTPParseError(status: .headerFieldsTooLarge, reason: "request head is larger than \(maxHeadBytes) bytes"))
+        guard headEnd.contentEnd <= maxHeadBytes else {
+            return .failure(oversizeError(buffer, from: start))
         }
         do {
             let head = try parseLines(Array(buffer[start..<headEnd.contentEnd]))
@@ -112,6 +107,16 @@ enum HTTPRequestParser {
         return nil
     }
 
+    /// Builds the error for a head over `maxHeadBytes`: 414 when the request
+    /// line alone (from `start`, ended or not) is over the limit, else 431.
+    private static func oversizeError(_ buffer: [UInt8], from start: Int) -> HTTPParseError {
+        let requestLineEnd = buffer[start...].firstIndex(of: 0x0A) ?? buffer.count
+        if requestLineEnd - start > maxHeadBytes {
+            return HTTPParseError(status: .uriTooLong, reason: "request line is longer than \(maxHeadBytes) bytes")
+        }
+        return HTTPParseError(status: .headerFieldsTooLarge, reason: "request head is larger than \(maxHeadBytes) bytes")
+    }
+
     private static func parseLines(_ head: [UInt8]) throws(HTTPParseError) -> HTTPRequestHead {
         var lines: [[UInt8]] = []
         for rawLine in head.split(separator: 0x0A, omittingEmptySubsequences: false) {
@@ -131,6 +136,9 @@ enum HTTPRequestParser {
         }
         if request.minorVersion == 1, request.field("host") == nil {
             throw bad("HTTP/1.1 request without a Host header field")
+        }
+        if request.fields.filter({ $0.name == "host" }).count > 1 {
+            throw bad("more than one Host header field")
         }
         return request
     }

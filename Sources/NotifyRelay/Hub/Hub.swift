@@ -9,7 +9,8 @@
 // Gap detection: each inbox records the highest sequence it dropped from its
 // history (`droppedThrough`). A client whose cursor is below it has missed
 // events that are no longer held, and gets `gap: true`. For forgotten inboxes
-// the hub keeps one watermark over all of them (`forgottenThrough`).
+// the hub keeps one watermark over all of them (`forgottenThrough`), and an
+// inbox created again starts from that watermark.
 // NOTE: that watermark is shared, so a client of a forgotten inbox can see a
 // spurious gap caused by another inbox's expiry; a missed event is never hidden.
 
@@ -44,6 +45,10 @@ struct HistoryLimits {
     /// Age after which an event is dropped, in milliseconds.
     var maxAgeMilliseconds: Int64
     /// Events held over all inboxes.
+    /// NOTE: an event dropped by the per-inbox limit stays in the global queue,
+    /// and counts toward this cap, until it reaches the queue's head. One busy
+    /// inbox can therefore push other inboxes' events out early. Their clients
+    /// then get `gap: true`, so no event is lost without notice.
     var maxTotal: Int
 }
 
@@ -75,7 +80,8 @@ final class Hub {
     /// The cursor of the latest event, or `EPOCH-0` before the first one.
     var currentCursor: String { Cursor(epoch: epoch, sequence: lastSequence).text }
 
-    /// Number of events held in history over all inboxes.
+    /// Number of events in the global queue: the inbox histories plus events
+    /// already dropped by the per-inbox limit that have not reached its head.
     var heldEventCount: Int { queue.count - queueHead }
 
     /// Twelve random hex digits, chosen once per relay start.
@@ -211,6 +217,8 @@ final class Hub {
 
     private func makeInbox(_ key: String) -> InboxState {
         let state = InboxState(key: key)
+        // A forgotten inbox may have held events for this key, so a new one inherits the watermark.
+        state.droppedThrough = forgottenThrough
         inboxes[key] = state
         return state
     }

@@ -64,9 +64,10 @@ final class IngestConnection: EventHandler, TimerTarget {
         if count == 0 {
             // The client finished sending: answer what is buffered, then close.
             closeAfterFlush = true
-            if let pending = input, !pending.isEmpty {
+            if var pending = input, !pending.isEmpty {
                 input = nil
-                answer(Array(pending))
+                if pending.last == 0x0D { pending.removeLast() }
+                answer(pending)
             }
             flush()
             return
