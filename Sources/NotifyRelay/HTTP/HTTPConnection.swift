@@ -285,6 +285,7 @@ final class HTTPConnection: EventHandler, TimerTarget, Subscriber {
 
     private func flush() {
         guard let bytes = output else { return }
+        let startOffset = outputOffset
         do {
             outputOffset = try writeNonBlocking(fd, bytes, from: outputOffset)
         } catch {
@@ -293,7 +294,7 @@ final class HTTPConnection: EventHandler, TimerTarget, Subscriber {
             return
         }
         if outputOffset < bytes.count {
-            waitForWritable()
+            waitForWritable(progressed: outputOffset > startOffset)
             return
         }
         output = nil
@@ -306,17 +307,21 @@ final class HTTPConnection: EventHandler, TimerTarget, Subscriber {
         finishResponse()
     }
 
-    private func waitForWritable() {
+    /// Waits for the socket to drain. The write timeout counts from the last
+    /// progress, so a slow but moving client is not cut off.
+    private func waitForWritable(progressed: Bool) {
         if case .streaming = state {
             // The ping timer checks the stall; the stream keeps its own deadline.
-            if stalledSince == 0 {
+            if stalledSince == 0 || progressed {
+                if stalledSince == 0 { relay.loop.epoll.modify(fd, interest: [.writable, .readable]) }
                 stalledSince = EventLoop.now()
-                relay.loop.epoll.modify(fd, interest: [.writable, .readable])
             }
             return
         }
         if timerPurpose != .writeStall || timerIndex < 0 {
             relay.loop.epoll.modify(fd, interest: .writable)
+            setTimer(.writeStall, after: relay.settings.writeTimeoutMilliseconds)
+        } else if progressed {
             setTimer(.writeStall, after: relay.settings.writeTimeoutMilliseconds)
         }
     }
