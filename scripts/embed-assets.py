@@ -17,6 +17,7 @@ ASSETS = [
     ("/static/demo.js", "demo.js", "text/javascript; charset=utf-8"),
     ("/static/demo.css", "demo.css", "text/css; charset=utf-8"),
     ("/static/notify.js", "notify.js", "text/javascript; charset=utf-8"),
+    ("/static/notify.mjs", "notify.mjs", "text/javascript; charset=utf-8"),
     ("/static/notify.d.ts", "notify.d.ts", "application/typescript; charset=utf-8"),
 ]
 

@@ -46,9 +46,10 @@ final class Listener: EventHandler, TimerTarget {
             case EINTR, ECONNABORTED, EPROTO:
                 continue
             case EMFILE, ENFILE, ENOBUFS, ENOMEM:
-                relay.logger.warning(
-                    "accept paused: out of file descriptors or memory",
-                    [("listener", name), ("error", SystemError(call: "accept4").description)])
+                let error = SystemError(call: "accept4")
+                relay.warnRateLimited(
+                    "accept paused: out of file descriptors or memory; raise the open-file limit or lower --max-connections",
+                    [("listener", name), ("error", error.description)])
                 relay.loop.epoll.modify(fd, interest: [])
                 relay.loop.timers.schedule(self, at: EventLoop.now() + Self.descriptorPauseMilliseconds)
                 return

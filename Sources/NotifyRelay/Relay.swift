@@ -125,6 +125,11 @@ public final class Relay {
     /// Ports actually bound by the HTTP listeners, in option order.
     var httpPorts: [UInt16] { listeners.filter { $0.kind == .http }.map { boundPort($0.fd) } }
 
+    /// Port bound by the TCP ingest listener, if one is open.
+    var ingestTCPPort: UInt16? {
+        listeners.first { $0.kind == .ingest && $0.name.hasPrefix("ingest tcp") }.map { boundPort($0.fd) }
+    }
+
     /// Runs the event loop until shutdown completes.
     func run() throws(SystemError) {
         try loop.run()
@@ -234,6 +239,24 @@ public final class Relay {
         let response = eventsResponse(target, events, gap: false, cursor: cursor, format: format)
         responseCache = (target.keys, cursor, format, response)
         return response
+    }
+
+    /// Time between two lines of the same rate-limited warning.
+    static let warningIntervalMilliseconds: Int64 = 10_000
+    private var lastWarningAt: [String: Int64] = [:]
+    private var suppressedWarnings: [String: Int] = [:]
+
+    /// Logs `message` at most once per `warningIntervalMilliseconds`, with the
+    /// number of repeats suppressed since the last line.
+    func warnRateLimited(_ message: String, _ fields: [(String, String)]) {
+        let now = EventLoop.now()
+        if let last = lastWarningAt[message], now - last < Relay.warningIntervalMilliseconds {
+            suppressedWarnings[message, default: 0] += 1
+            return
+        }
+        lastWarningAt[message] = now
+        let suppressed = suppressedWarnings.removeValue(forKey: message) ?? 0
+        logger.warning(message, fields + [("suppressed", String(suppressed))])
     }
 
     func countIngestError() { ingestErrors += 1 }

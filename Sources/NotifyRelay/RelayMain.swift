@@ -41,14 +41,16 @@ private func runRelay(_ config: RelayConfig) -> Int32 {
     do {
         let relay = try Relay(config: config, logger: logger)
         try relay.open(socketPath: socketPath)
-        logger.info(
-            "relay started",
-            [
-                ("version", relayVersion), ("pid", String(getpid())),
-                ("http", zip(config.listen, relay.httpPorts).map { "\($0.host):\($1)" }.joined(separator: ",")),
-                ("socket", socketPath), ("domains", config.domains.isEmpty ? "-" : config.domains.joined(separator: ",")),
-                ("max_connections", String(relay.settings.maxConnections)),
-            ])
+        var fields: [(String, String)] = [
+            ("version", relayVersion), ("pid", String(getpid())),
+            ("http", zip(config.listen, relay.httpPorts).map { "\($0.host):\($1)" }.joined(separator: ",")),
+            ("socket", socketPath), ("domains", config.domains.isEmpty ? "-" : config.domains.joined(separator: ",")),
+            ("max_connections", String(relay.settings.maxConnections)),
+        ]
+        if let address = config.ingestTCP, let port = relay.ingestTCPPort {
+            fields.append(("ingest_tcp", "\(address.host):\(port)"))
+        }
+        logger.info("relay started", fields)
         try relay.run()
         return 0
     } catch let error as ListenError {

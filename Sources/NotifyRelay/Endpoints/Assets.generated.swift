@@ -4,26 +4,921 @@ let embeddedAssets: [String: EmbeddedAsset] = [
     "/": EmbeddedAsset(
         contentType: "text/html; charset=utf-8",
         text: #"""
-// not yet written
+<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>notify-relay demo</title>
+<link rel="stylesheet" href="/static/demo.css">
+<!-- The relay serves this page with a Content-Security-Policy that allows
+     scripts and styles from this origin only, so nothing here is inline. -->
+<script src="/static/notify.js" defer></script>
+<script src="/static/demo.js" defer></script>
+</head>
+<body>
+<main>
+  <h1>New mail, live</h1>
+  <p class="intro">Type an inbox name and keep this page open: each mail delivered to
+    it appears below as it arrives. Separate several inboxes with commas.</p>
+
+  <form id="inbox-form" autocomplete="off">
+    <label for="inbox">Inbox</label>
+    <input id="inbox" name="inbox" type="text" placeholder="test" required spellcheck="false">
+    <button type="submit">Watch</button>
+  </form>
+
+  <p id="status" class="status" role="status" data-state="idle">Not watching any inbox.</p>
+
+  <div id="gap" class="gap" role="alert" hidden>
+    Some notifications were missed: reload.
+    <button id="gap-reload" type="button">Reload</button>
+  </div>
+
+  <ol id="mail-list" class="mail-list" aria-live="polite"></ol>
+  <p id="empty" class="empty">No mail yet.</p>
+
+  <p class="footnote">Add <code>?transport=longpoll</code> to this page's address to use
+    long-poll instead of an event stream.</p>
+</main>
+</body>
+</html>
 """#),
     "/static/demo.js": EmbeddedAsset(
         contentType: "text/javascript; charset=utf-8",
         text: #"""
-// not yet written
+// demo.js: the demo page at the relay's `/`. It subscribes to the inboxes
+// typed in the form and lists each mail as it arrives.
+//
+// Trust boundary: subject, sender and every other field of an event come from
+// whoever sent the mail. They are inserted with textContent only, never as
+// HTML, and the page's Content-Security-Policy (script-src 'self', img-src
+// 'none') blocks anything that slipped through.
+//
+// Page address options: `?inbox=a,b` subscribes at once (the form keeps it in
+// the address bar), and `?transport=longpoll` or `?transport=sse` forces a
+// transport instead of letting the client choose.
+
+(function () {
+  "use strict";
+
+  /** Oldest entries are removed past this many, so a busy inbox cannot grow the page without bound. */
+  const MAX_LISTED = 200;
+
+  const form = document.getElementById("inbox-form");
+  const input = document.getElementById("inbox");
+  const statusLine = document.getElementById("status");
+  const gapNotice = document.getElementById("gap");
+  const list = document.getElementById("mail-list");
+  const emptyNote = document.getElementById("empty");
+
+  const pageQuery = new URLSearchParams(location.search);
+  const transport = pageQuery.get("transport") || "auto";
+  let subscription = null;
+
+  /** Splits the form value into inbox names: commas or spaces separate them. */
+  function parseInboxes(text) {
+    return text.split(/[\s,]+/).filter((name) => name !== "");
+  }
+
+  function watch(names) {
+    if (subscription !== null) subscription.close();
+    list.replaceChildren();
+    emptyNote.hidden = false;
+    gapNotice.hidden = true;
+
+    // Keep the inboxes in the address so a reload watches them again.
+    pageQuery.set("inbox", names.join(","));
+    history.replaceState(null, "", "?" + pageQuery.toString());
+
+    try {
+      subscription = Notify.subscribe(names.length === 1 ? names[0] : names, {
+        transport: transport,
+        onMail: showMail,
+        onGap: showGap,
+        onStatus: showStatus,
+        onError: (error) => console.warn(error.message),
+      });
+    } catch (error) {
+      subscription = null;
+      setStatus("closed", error.message);
+    }
+  }
+
+  /** Adds one mail at the top of the list, as text only. */
+  function showMail(message) {
+    const item = document.createElement("li");
+    item.className = "mail";
+    item.dataset.id = String(message.id);
+
+    const time = document.createElement("time");
+    time.className = "mail-time";
+    const received = new Date(message.receivedAt);
+    if (!Number.isNaN(received.getTime())) {
+      time.dateTime = received.toISOString();
+      time.textContent = received.toLocaleTimeString();
+    }
+
+    const subject = document.createElement("div");
+    subject.className = "mail-subject";
+    subject.textContent = message.subject || "(no subject)";
+
+    const sender = document.createElement("div");
+    sender.className = "mail-from";
+    sender.textContent = message.from || "(no sender)";
+
+    const inbox = document.createElement("div");
+    inbox.className = "mail-inbox";
+    inbox.textContent = "to " + (message.recipient || message.inbox);
+
+    item.append(time, subject, sender, inbox);
+    list.prepend(item);
+    emptyNote.hidden = true;
+    while (list.children.length > MAX_LISTED) {
+      list.lastElementChild.remove();
+    }
+  }
+
+  function showGap() {
+    gapNotice.hidden = false;
+  }
+
+  function showStatus(status) {
+    const via = status.transport === "sse" ? "event stream" : "long-poll";
+    switch (status.state) {
+      case "connecting":
+        setStatus(status.state, "Connecting (" + via + ")…");
+        break;
+      case "open":
+        setStatus(status.state, "Live (" + via + "): new mail appears below.");
+        break;
+      case "reconnecting":
+        setStatus(status.state, "Reconnecting (" + via + ")…");
+        break;
+      case "waiting": {
+        const seconds = Math.ceil(status.retryInMs / 1000);
+        setStatus(status.state, "Connection failed (" + status.error.message + "); retrying in " + seconds + " s.");
+        break;
+      }
+      case "paused":
+        setStatus(status.state, "Paused while this tab is hidden.");
+        break;
+      case "closed":
+        setStatus(status.state, status.error ? status.error.message : "Stopped.");
+        break;
+    }
+    statusLine.dataset.transport = status.transport;
+  }
+
+  function setStatus(state, text) {
+    statusLine.dataset.state = state;
+    statusLine.textContent = text;
+  }
+
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const names = parseInboxes(input.value);
+    if (names.length > 0) watch(names);
+  });
+  document.getElementById("gap-reload").addEventListener("click", () => location.reload());
+
+  const initial = parseInboxes(pageQuery.get("inbox") || "");
+  if (initial.length > 0) {
+    input.value = initial.join(", ");
+    watch(initial);
+  }
+})();
 """#),
     "/static/demo.css": EmbeddedAsset(
         contentType: "text/css; charset=utf-8",
         text: #"""
-// not yet written
+/* Styles of the demo page that notify-relay serves at /. */
+
+:root {
+  color-scheme: light dark;
+  --accent: #2563eb;
+  --muted: #6b7280;
+  --border: #d1d5db;
+  --warning-bg: #fef3c7;
+  --warning-fg: #78350f;
+}
+
+body {
+  margin: 0;
+  font: 16px/1.5 system-ui, sans-serif;
+}
+
+main {
+  max-width: 44rem;
+  margin: 0 auto;
+  padding: 1.5rem 1rem;
+}
+
+h1 {
+  margin: 0 0 0.5rem;
+  font-size: 1.6rem;
+}
+
+.intro,
+.footnote,
+.empty {
+  color: var(--muted);
+}
+
+form {
+  display: flex;
+  gap: 0.5rem;
+  align-items: center;
+  margin: 1rem 0;
+}
+
+input {
+  flex: 1;
+  padding: 0.4rem 0.6rem;
+  font: inherit;
+  border: 1px solid var(--border);
+  border-radius: 4px;
+}
+
+button {
+  padding: 0.4rem 0.9rem;
+  font: inherit;
+  color: #fff;
+  background: var(--accent);
+  border: 0;
+  border-radius: 4px;
+  cursor: pointer;
+}
+
+.status::before {
+  content: "\25CF\00A0";
+  color: var(--muted);
+}
+
+.status[data-state="open"]::before {
+  color: #16a34a;
+}
+
+.status[data-state="waiting"]::before,
+.status[data-state="reconnecting"]::before {
+  color: #d97706;
+}
+
+.status[data-state="closed"]::before {
+  color: #dc2626;
+}
+
+.gap {
+  display: flex;
+  gap: 1rem;
+  align-items: center;
+  justify-content: space-between;
+  padding: 0.6rem 0.9rem;
+  color: var(--warning-fg);
+  background: var(--warning-bg);
+  border-radius: 4px;
+}
+
+.gap[hidden] {
+  display: none;
+}
+
+.mail-list {
+  padding: 0;
+  list-style: none;
+}
+
+.mail {
+  display: grid;
+  grid-template-columns: 5.5rem 1fr;
+  gap: 0 0.75rem;
+  padding: 0.6rem 0;
+  border-bottom: 1px solid var(--border);
+}
+
+.mail-time {
+  grid-row: span 2;
+  color: var(--muted);
+  font-variant-numeric: tabular-nums;
+}
+
+.mail-subject {
+  font-weight: 600;
+  overflow-wrap: anywhere;
+}
+
+.mail-from,
+.mail-inbox {
+  color: var(--muted);
+  overflow-wrap: anywhere;
+}
+
+.mail-inbox {
+  grid-column: 2;
+  font-size: 0.85rem;
+}
 """#),
     "/static/notify.js": EmbeddedAsset(
         contentType: "text/javascript; charset=utf-8",
         text: #"""
-// not yet written
+// notify.js: browser client for notify-relay. It subscribes to one or more
+// inboxes and calls back once for every new-mail event.
+//
+// Loading: this is a classic script with no `export`, so one file works both
+// ways. A `<script src>` tag defines `globalThis.Notify`. An ES module may
+// `import "/static/notify.js"` for that side effect and then read
+// `globalThis.Notify`. Modules that want a named import use notify.mjs,
+// which re-exports `subscribe` from here.
+//
+// Transports: an event stream (EventSource, `?format=sse`) when the browser
+// has EventSource, otherwise long-poll (`?format=json&since=<cursor>`). The
+// client falls back from the event stream to long-poll when EventSource
+// fails three times in a row while the relay answers plain requests. Each
+// connection passes the last cursor the client saw (`lastEventId=` or
+// `since=` in the query string, so cross-origin requests need no preflight).
+// So events that arrive while the client reconnects are still delivered. The
+// client reopens each event stream itself instead of letting EventSource
+// reconnect, because the browser would resend the first URL and its stale
+// `lastEventId=`.
+//
+// Trust boundary: the subject, sender and every other field of an event come
+// from whoever sent the mail. They reach `onMail` as plain strings, and the
+// page must insert them with `textContent`, never as HTML.
+//
+// Known limits: after falling back to long-poll the client stays on long-poll
+// until `close()`. The relay keeps a short history per inbox (16 events and
+// one hour by default), so a client away longer than that gets `onGap`
+// instead of the missed events.
+
+(function (root) {
+  "use strict";
+
+  /** Long-poll wait requested from the relay, in seconds; under common 30 s proxy timeouts. */
+  const POLL_TIMEOUT_SECONDS = 25;
+  /** Extra time a long-poll may take before the client aborts it as stalled, in milliseconds. */
+  const POLL_STALL_MARGIN_MS = 10000;
+  /** Least time between two long-polls that both ended with no event, in milliseconds. */
+  const POLL_MIN_INTERVAL_MS = 1000;
+  /** First retry delay after an error, in milliseconds; it doubles up to the maximum. */
+  const BACKOFF_INITIAL_MS = 1000;
+  const BACKOFF_MAX_MS = 30000;
+  /** An event stream open at least this long counts as healthy when it ends, in milliseconds. */
+  const STREAM_HEALTHY_MS = 5000;
+  /** EventSource failures in a row, with the relay reachable, before switching to long-poll. */
+  const STREAM_FAILURES_BEFORE_FALLBACK = 3;
+
+  /**
+   * Subscribes to `inboxes` and returns a handle whose `close()` stops it.
+   *
+   * @param {string | string[]} inboxes one inbox name, or several (one request for all)
+   * @param {object} [options] see notify.d.ts for every option
+   */
+  function subscribe(inboxes, options) {
+    const settings = normalizeOptions(inboxes, options || {});
+    const subscription = new Subscription(settings);
+    subscription.start();
+    return {
+      close: () => subscription.close(),
+      get cursor() {
+        return subscription.cursor;
+      },
+      get transport() {
+        return subscription.transport;
+      },
+    };
+  }
+
+  /** Checks the arguments of `subscribe` and fills in defaults. */
+  function normalizeOptions(inboxes, options) {
+    const names = Array.isArray(inboxes) ? inboxes.slice() : [inboxes];
+    if (names.length === 0) {
+      throw new TypeError("notify: subscribe() needs at least one inbox name");
+    }
+    for (const name of names) {
+      if (typeof name !== "string" || name === "") {
+        throw new TypeError("notify: inbox names must be non-empty strings, got " + JSON.stringify(name));
+      }
+    }
+
+    const transport = options.transport || "auto";
+    if (transport !== "auto" && transport !== "sse" && transport !== "longpoll") {
+      throw new TypeError('notify: transport must be "auto", "sse" or "longpoll", got ' + JSON.stringify(transport));
+    }
+
+    // A trailing slash would make `//inbox`, which the relay reads as an asset path.
+    const baseUrl = String(options.baseUrl || "").replace(/\/+$/, "");
+    const nothing = () => {};
+    return {
+      names: names,
+      multi: Array.isArray(inboxes),
+      baseUrl: baseUrl,
+      transport: transport,
+      cursor: options.cursor || null,
+      pauseWhenHidden: options.pauseWhenHidden !== false,
+      onMail: options.onMail || nothing,
+      onGap: options.onGap || nothing,
+      onError: options.onError || nothing,
+      onStatus: options.onStatus || nothing,
+    };
+  }
+
+  /** The state of one `subscribe()` call: cursor, transport, timers and the open connection. */
+  class Subscription {
+    constructor(settings) {
+      this.settings = settings;
+      this.cursor = settings.cursor;
+      this.closed = false;
+      this.paused = false;
+      // Which transport the next connection uses; "sse" may turn into "longpoll" for good.
+      const hasEventSource = typeof root.EventSource === "function";
+      this.transport = settings.transport === "longpoll" || !hasEventSource ? "longpoll" : "sse";
+      // Consecutive failed connections; sets the retry delay.
+      this.failures = 0;
+      // Consecutive event streams that failed while a plain request to the relay worked.
+      this.streamFailures = 0;
+      // Every connection gets a new generation; callbacks of an older one are ignored.
+      this.generation = 0;
+      this.eventSource = null;
+      this.abortController = null;
+      this.retryTimer = null;
+      this.onVisibilityChange = () => this.updateVisibility();
+    }
+
+    start() {
+      if (this.settings.pauseWhenHidden && typeof document !== "undefined") {
+        document.addEventListener("visibilitychange", this.onVisibilityChange);
+        if (document.hidden) {
+          this.paused = true;
+          this.report("paused");
+          return;
+        }
+      }
+      this.connect();
+    }
+
+    /** Stops for good; `error` is the reason when the relay rejected the request. */
+    close(error) {
+      if (this.closed) return;
+      this.closed = true;
+      this.disconnect();
+      if (typeof document !== "undefined") {
+        document.removeEventListener("visibilitychange", this.onVisibilityChange);
+      }
+      this.report("closed", error ? { error: error } : null);
+    }
+
+    /** Closes the open connection and cancels a pending retry; the cursor stays. */
+    disconnect() {
+      this.generation += 1;
+      if (this.retryTimer !== null) {
+        clearTimeout(this.retryTimer);
+        this.retryTimer = null;
+      }
+      if (this.eventSource !== null) {
+        this.eventSource.close();
+        this.eventSource = null;
+      }
+      if (this.abortController !== null) {
+        this.abortController.abort();
+        this.abortController = null;
+      }
+    }
+
+    /** Pauses while the page is hidden and resumes from the cursor when it shows again. */
+    updateVisibility() {
+      if (this.closed) return;
+      if (document.hidden && !this.paused) {
+        this.paused = true;
+        this.disconnect();
+        this.report("paused");
+      } else if (!document.hidden && this.paused) {
+        this.paused = false;
+        // A page coming back should catch up at once, not after a long backoff.
+        this.failures = 0;
+        this.connect();
+      }
+    }
+
+    connect() {
+      if (this.closed || this.paused) return;
+      this.disconnect();
+      this.report(this.failures === 0 ? "connecting" : "reconnecting");
+      if (this.transport === "sse") {
+        this.openStream(this.generation);
+      } else {
+        this.poll(this.generation);
+      }
+    }
+
+    /** Schedules the next connection after `delayMs`, unless closed or paused meanwhile. */
+    scheduleConnect(delayMs) {
+      const generation = this.generation;
+      this.retryTimer = setTimeout(() => {
+        this.retryTimer = null;
+        if (generation === this.generation) this.connect();
+      }, delayMs);
+    }
+
+    /** Counts a failed connection, tells the page, and schedules a retry with backoff. */
+    fail(error, minimumDelayMs) {
+      // 400 means the relay rejected the inbox name or a parameter: a retry would get the same answer.
+      if (error.status === 400) {
+        this.call(this.settings.onError, error);
+        this.close(error);
+        return;
+      }
+
+      this.failures += 1;
+      const ceiling = Math.min(BACKOFF_MAX_MS, BACKOFF_INITIAL_MS * 2 ** (this.failures - 1));
+      // Jitter spreads the clients of a restarted relay over half the interval.
+      const delay = Math.max(minimumDelayMs || 0, Math.round(ceiling * (0.5 + Math.random() * 0.5)));
+      error.retryInMs = delay;
+      this.report("waiting", { retryInMs: delay, error: error });
+      this.call(this.settings.onError, error);
+      this.scheduleConnect(delay);
+    }
+
+    // MARK: Event stream
+
+    async openStream(generation) {
+      // EventSource cannot read the cursor the stream opens with, so without
+      // one a stream that ends before the first mail would lose the events of
+      // the reconnect. A poll with timeout=0 fetches the current cursor first.
+      if (this.cursor === null) {
+        const outcome = await this.pollOnce(generation, 0);
+        if (generation !== this.generation) return;
+        if (!outcome.ok) {
+          this.fail(outcome.error, outcome.retryAfterMs);
+          return;
+        }
+      }
+
+      const url = this.url({ format: "sse", lastEventId: this.cursor });
+      let source;
+      try {
+        source = new root.EventSource(url);
+      } catch (error) {
+        // Only an invalid URL makes the constructor throw; long-poll reports it properly.
+        this.transport = "longpoll";
+        this.connect();
+        return;
+      }
+      this.eventSource = source;
+      let openedAt = null;
+
+      source.onopen = () => {
+        if (generation !== this.generation) return;
+        openedAt = Date.now();
+        this.failures = 0;
+        this.streamFailures = 0;
+        this.report("open");
+      };
+      source.addEventListener("mail", (event) => {
+        if (generation !== this.generation) return;
+        const message = parseJSON(event.data);
+        if (message === null) return;
+        if (event.lastEventId) this.cursor = event.lastEventId;
+        this.call(this.settings.onMail, message);
+      });
+      source.addEventListener("gap", (event) => {
+        if (generation !== this.generation) return;
+        const info = parseJSON(event.data) || {};
+        this.cursor = event.lastEventId || info.cursor || this.cursor;
+        this.call(this.settings.onGap, { cursor: this.cursor, inboxes: info.inboxes || this.settings.names });
+      });
+      source.onerror = () => {
+        if (generation !== this.generation) return;
+        // Stop the browser's own reconnect: it would resend the first URL.
+        source.close();
+        this.eventSource = null;
+        this.streamEnded(generation, openedAt);
+      };
+    }
+
+    /** Decides what follows a closed or failed event stream. */
+    async streamEnded(generation, openedAt) {
+      // A stream that stayed open a while ended normally (--sse-max-age or a
+      // relay restart): reconnect soon, without counting a failure.
+      if (openedAt !== null && Date.now() - openedAt >= STREAM_HEALTHY_MS) {
+        this.failures = 0;
+        this.report("reconnecting");
+        this.scheduleConnect(Math.round(BACKOFF_INITIAL_MS * (0.5 + Math.random() * 0.5)));
+        return;
+      }
+
+      // EventSource does not tell why it failed. A plain poll with timeout=0
+      // tells a relay that is down from one that answers but whose event
+      // stream fails, for example behind a proxy that buffers responses. The
+      // poll also delivers what arrived meanwhile.
+      const probe = await this.pollOnce(generation, 0);
+      if (generation !== this.generation) return;
+      if (!probe.ok) {
+        this.fail(probe.error, probe.retryAfterMs);
+        return;
+      }
+      this.streamFailures += 1;
+      if (this.settings.transport === "auto" && this.streamFailures >= STREAM_FAILURES_BEFORE_FALLBACK) {
+        this.transport = "longpoll";
+        this.failures = 0;
+        this.connect();
+        return;
+      }
+      this.fail(new NotifyError("event stream failed while the relay answered plain requests", null, "sse"));
+    }
+
+    // MARK: Long-poll
+
+    /** Polls in a loop until a poll fails or the subscription stops. */
+    async poll(generation) {
+      let announced = false;
+      while (generation === this.generation) {
+        const startedAt = Date.now();
+        const outcome = await this.pollOnce(generation, POLL_TIMEOUT_SECONDS);
+        if (generation !== this.generation) return;
+        if (!outcome.ok) {
+          this.fail(outcome.error, outcome.retryAfterMs);
+          return;
+        }
+        this.failures = 0;
+        if (!announced) {
+          announced = true;
+          this.report("open");
+        }
+
+        // A server or proxy that ends every poll at once with no event would
+        // otherwise make this loop spin.
+        if (outcome.empty && Date.now() - startedAt < POLL_MIN_INTERVAL_MS) {
+          await new Promise((resolve) => setTimeout(resolve, POLL_MIN_INTERVAL_MS));
+        }
+      }
+    }
+
+    /**
+     * Sends one long-poll and delivers its events. Resolves to `{ ok: true }`,
+     * or `{ ok: false, error, retryAfterMs }`; it never rejects.
+     */
+    async pollOnce(generation, timeoutSeconds) {
+      const url = this.url({ format: "json", since: this.cursor, timeout: String(timeoutSeconds) });
+      const controller = new AbortController();
+      this.abortController = controller;
+      const stallTimer = setTimeout(() => controller.abort(), timeoutSeconds * 1000 + POLL_STALL_MARGIN_MS);
+      try {
+        // No custom header, so a cross-origin poll is a simple request with no preflight.
+        const response = await fetch(url, { cache: "no-store", signal: controller.signal });
+        if (generation !== this.generation) return { ok: true };
+        return await this.handlePollResponse(generation, response);
+      } catch (error) {
+        const stalled = controller.signal.aborted && generation === this.generation;
+        const message = stalled ? "long-poll timed out with no response" : "request failed: " + error.message;
+        return { ok: false, error: new NotifyError(message, null, this.transport) };
+      } finally {
+        clearTimeout(stallTimer);
+        if (this.abortController === controller) this.abortController = null;
+      }
+    }
+
+    async handlePollResponse(generation, response) {
+      if (response.status === 204) {
+        // A timeout: the relay sends the cursor it has reached, which covers
+        // every event of these inboxes so far.
+        const cursor = response.headers.get("Notify-Cursor");
+        if (cursor) this.cursor = cursor;
+        return { ok: true, empty: true };
+      }
+      if (response.status !== 200) {
+        const text = (await response.text().catch(() => "")).trim();
+        const error = new NotifyError(
+          "relay returned HTTP " + response.status + (text ? ": " + text : ""),
+          response.status,
+          this.transport,
+        );
+        // 429 and 503 carry Retry-After in seconds; honour it as the least delay.
+        const retryAfter = Number(response.headers.get("Retry-After"));
+        return { ok: false, error: error, retryAfterMs: retryAfter > 0 ? retryAfter * 1000 : 0 };
+      }
+
+      const text = await response.text();
+      // close() or a hidden page may have ended this poll while the body was read.
+      if (generation !== this.generation) return { ok: true };
+      const body = parseJSON(text);
+      if (body === null || typeof body.cursor !== "string" || !Array.isArray(body.messages)) {
+        return { ok: false, error: new NotifyError("relay returned JSON without cursor or messages", 200, this.transport) };
+      }
+      this.cursor = body.cursor;
+      if (body.gap) {
+        this.call(this.settings.onGap, { cursor: body.cursor, inboxes: body.inboxes || [body.inbox] });
+      }
+      for (const message of body.messages) {
+        this.call(this.settings.onMail, message);
+      }
+      return { ok: true };
+    }
+
+    // MARK: Helpers
+
+    /** Builds the URL of a request; parameters whose value is null are left out. */
+    url(parameters) {
+      const query = new URLSearchParams();
+      let path;
+      if (this.settings.multi) {
+        path = "/";
+        for (const name of this.settings.names) query.append("inbox", name);
+      } else {
+        path = "/" + encodeURIComponent(this.settings.names[0]);
+      }
+      for (const [name, value] of Object.entries(parameters)) {
+        if (value !== null && value !== undefined) query.append(name, value);
+      }
+      return this.settings.baseUrl + path + "?" + query.toString();
+    }
+
+    report(state, details) {
+      const status = Object.assign({ state: state, transport: this.transport }, details || {});
+      this.call(this.settings.onStatus, status);
+    }
+
+    /** Runs a page callback; an exception in it is reported but never stops the subscription. */
+    call(callback, argument) {
+      try {
+        callback(argument);
+      } catch (error) {
+        if (typeof root.reportError === "function") {
+          root.reportError(error);
+        } else {
+          setTimeout(() => {
+            throw error;
+          });
+        }
+      }
+    }
+  }
+
+  /** An error passed to `onError`: `status` is the HTTP status when the relay answered. */
+  class NotifyError extends Error {
+    constructor(message, status, transport) {
+      super("notify: " + message);
+      this.name = "NotifyError";
+      this.status = status;
+      this.transport = transport;
+      this.retryInMs = null;
+    }
+  }
+
+  /** Parses JSON text, or returns null when it is invalid. */
+  function parseJSON(text) {
+    try {
+      return JSON.parse(text);
+    } catch (error) {
+      return null;
+    }
+  }
+
+  root.Notify = Object.freeze({ subscribe: subscribe, NotifyError: NotifyError });
+})(globalThis);
+"""#),
+    "/static/notify.mjs": EmbeddedAsset(
+        contentType: "text/javascript; charset=utf-8",
+        text: #"""
+// notify.mjs: ES module form of notify.js for pages that want a named import:
+//
+//   import { subscribe } from "/static/notify.mjs";
+//
+// It loads notify.js from the same folder for its side effect (which defines
+// globalThis.Notify) and re-exports what that defines, so both forms share one
+// implementation. Importing it from another origin needs --cors-origin on the
+// relay, because browsers fetch module scripts in CORS mode.
+
+import "./notify.js";
+
+/** See `subscribe` in notify.d.ts. */
+export const subscribe = globalThis.Notify.subscribe;
+
+/** The class of the errors passed to `onError`. */
+export const NotifyError = globalThis.Notify.NotifyError;
 """#),
     "/static/notify.d.ts": EmbeddedAsset(
         contentType: "application/typescript; charset=utf-8",
         text: #"""
-// not yet written
+// TypeScript declarations for notify.js and notify.mjs, the browser client of
+// notify-relay.
+//
+// notify.js is a classic script: a <script src> tag, or an ES module's
+// `import "/static/notify.js"`, defines `globalThis.Notify`, declared below.
+// notify.mjs re-exports the same `subscribe` and `NotifyError` as named
+// exports, which this file also declares. Put this file beside the script you
+// import, named notify.d.ts for notify.js or notify.d.mts for notify.mjs, or
+// reference it with `/// <reference path="notify.d.ts" />` for the global.
+
+/** One new mail, as the relay sends it. Every string comes from the mail's sender: insert it as text, never as HTML. */
+export interface MailEvent {
+  /** The event's cursor; unique per relay run. */
+  id: string;
+  /** Inbox key the mail was delivered to, as the relay normalised it. */
+  inbox: string;
+  /** Recipient address as notify-deliver reported it. */
+  recipient: string;
+  /** The From header field, decoded; absent when the mail had none. */
+  from?: string;
+  /** The Subject header field, decoded; absent when the mail had none. */
+  subject?: string;
+  /** The Message-ID header field, with its angle brackets; absent when the mail had none. */
+  messageId?: string;
+  /** Message size in bytes, headers and body; absent when notify-deliver did not count it. */
+  size?: number;
+  /** When the relay received the event, in RFC 3339 UTC (`2026-12-04T19:00:00Z`). */
+  receivedAt: string;
+}
+
+/** Notice that events may have been missed, so the page should reload its mail list. */
+export interface GapInfo {
+  /** Cursor the client resumes from. */
+  cursor: string;
+  /** Inbox keys whose events may be missing. */
+  inboxes: string[];
+}
+
+/** Connection states reported to `onStatus`. */
+export type ConnectionState =
+  /** First connection, or after the page shows again. */
+  | "connecting"
+  /** Connected: events arrive as they happen. */
+  | "open"
+  /** An event stream ended normally and is being reopened. */
+  | "reconnecting"
+  /** A connection failed; the next try starts after `retryInMs`. */
+  | "waiting"
+  /** The page is hidden, so no connection is open. */
+  | "paused"
+  /** `close()` was called, or the relay rejected the request with HTTP 400. */
+  | "closed";
+
+/** What `onStatus` receives. */
+export interface ConnectionStatus {
+  state: ConnectionState;
+  /** The transport in use; "sse" may change to "longpoll" once, never back. */
+  transport: "sse" | "longpoll";
+  /** Delay before the next try, in milliseconds; only for "waiting". */
+  retryInMs?: number;
+  /** The failure; for "waiting", and for "closed" when the relay rejected the request. */
+  error?: NotifyError;
+}
+
+/** Error passed to `onError`. */
+export declare class NotifyError extends Error {
+  /** HTTP status when the relay answered, null for network failures and failed event streams. */
+  status: number | null;
+  /** Transport that failed. */
+  transport: "sse" | "longpoll";
+  /** Delay before the next try, in milliseconds; null when the client stopped (HTTP 400). */
+  retryInMs: number | null;
+}
+
+export interface SubscribeOptions {
+  /**
+   * Relay URL with no trailing path, such as `https://notify.example` or
+   * `https://mail.example/notify` behind a proxy. Default: the page's origin.
+   * Another origin must be allowed with the relay's --cors-origin.
+   */
+  baseUrl?: string;
+  /** Called once per new mail, in cursor order. */
+  onMail?: (message: MailEvent) => void;
+  /** Called when the relay no longer holds the events after the cursor, for example after a relay restart. */
+  onGap?: (info: GapInfo) => void;
+  /** Called on each failed connection; the client retries with backoff (1 s doubling to 30 s, with jitter). */
+  onError?: (error: NotifyError) => void;
+  /** Called whenever the connection state changes. */
+  onStatus?: (status: ConnectionStatus) => void;
+  /** Cursor to resume from, such as a saved `handle.cursor`. Default: only mail that arrives from now on. */
+  cursor?: string;
+  /** "auto" (default) prefers an event stream and falls back to long-poll; the others force one. */
+  transport?: "auto" | "sse" | "longpoll";
+  /** Close the connection while `document.hidden` and resume from the cursor when visible. Default true. */
+  pauseWhenHidden?: boolean;
+}
+
+/** Handle returned by `subscribe`. */
+export interface Subscription {
+  /** Stops the subscription; no callback runs after it returns. */
+  close(): void;
+  /** Cursor of the last event or timeout seen, or null before the first answer. */
+  readonly cursor: string | null;
+  /** Transport in use now. */
+  readonly transport: "sse" | "longpoll";
+}
+
+/**
+ * Subscribes to one inbox (a string) or several (an array, one request for
+ * all) and calls `onMail` once per new mail, across reconnects.
+ * Throws TypeError for an empty or non-string inbox name or an unknown transport.
+ */
+export declare function subscribe(inboxes: string | string[], options?: SubscribeOptions): Subscription;
+
+declare global {
+  /** Defined by loading notify.js. */
+  var Notify: {
+    readonly subscribe: typeof subscribe;
+    readonly NotifyError: typeof NotifyError;
+  };
+}
 """#),
 ]
