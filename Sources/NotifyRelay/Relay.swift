@@ -146,6 +146,10 @@ public final class Relay {
                 rejectOverLimit(fd)
                 return
             }
+            // Responses and stream events are written whole, so Nagle's algorithm
+            // would only delay them behind the client's delayed ACK (about 40 ms).
+            var one: Int32 = 1
+            setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
             let connection = HTTPConnection(fd: fd, id: id, relay: self)
             guard register(fd, connection) else { return }
             httpConnections[id] = connection

@@ -1,8 +1,8 @@
 // Server-Sent Events framing (the `text/event-stream` format of the HTML
 // standard). A stream opens with a `retry:` hint and a comment, so proxies
-// that buffer pass the head on at once, then an `id:` line with the current
-// cursor so a client that reconnects before any mail still resumes from the
-// moment it connected. Each mail is `id: <cursor>`, `event: mail` and one
+// that buffer pass the head on at once, then the backlog the client missed,
+// or an `id:` line with the current cursor when there is none, so a client
+// that reconnects before any mail still resumes from the moment it connected. Each mail is `id: <cursor>`, `event: mail` and one
 // `data:` line of JSON; a `gap` event tells the page to reload its list.
 
 import NotifyCore
@@ -27,19 +27,29 @@ enum EventStream {
         return Array(text.utf8)
     }
 
-    /// The first bytes of the body: retry hint, comment, and either the
-    /// current cursor or a gap event carrying it.
-    static func preamble(cursor: String, gap: Bool, keys: [String]) -> String {
+    /// The first bytes of the body: the retry hint and a comment, then a gap
+    /// event when the client's cursor is no longer covered.
+    ///
+    /// The gap event carries the current cursor only when no backlog follows:
+    /// an `id:` ahead of events not yet sent would make a client that drops
+    /// here resume past them.
+    static func preamble(cursor: String, gap: Bool, keys: [String], backlogIsEmpty: Bool) -> String {
         var text = "retry: \(retryMilliseconds)\n: notify-relay event stream\n\n"
         if gap {
             var writer = JSONObjectWriter()
             writer.add("cursor", cursor)
             writer.add("inboxes", strings: keys)
-            text += "id: \(cursor)\nevent: gap\ndata: \(writer.finished())\n\n"
-        } else {
-            text += "id: \(cursor)\n\n"
+            text += backlogIsEmpty ? "id: \(cursor)\n" : ""
+            text += "event: gap\ndata: \(writer.finished())\n\n"
         }
         return text
+    }
+
+    /// An `id:`-only block, which sets the client's last event ID without
+    /// dispatching an event. Sent after an empty backlog, so a client that
+    /// reconnects before any mail resumes from the moment it connected.
+    static func cursorOnly(_ cursor: String) -> String {
+        "id: \(cursor)\n\n"
     }
 
     /// One mail event.

@@ -12,7 +12,10 @@
 //
 // Back-pressure: an event stream whose client stops reading accumulates
 // output; past `--sse-max-buffer` bytes the client is disconnected, so it
-// never delays other clients or grows the relay's memory.
+// never delays other clients or grows the relay's memory without bound.
+// NOTE: the cap counts bytes the kernel did not take. The socket send buffer
+// comes first and Linux autotunes it (up to net.ipv4.tcp_wmem's maximum,
+// megabytes on loopback), so a stalled client is cut off only after that.
 
 import CNotifyShim
 import Glibc
@@ -216,28 +219,31 @@ final class HTTPConnection: EventHandler, TimerTarget, Subscriber {
         let cursor = relay.hub.currentCursor
         output = EventStream.head(cursor: cursor, extraFields: relay.cors.fields(origin: origin))
         outputOffset = 0
-        var text = EventStream.preamble(cursor: cursor, gap: backlog.gap, keys: target.keys)
+        var text = EventStream.preamble(
+            cursor: cursor, gap: backlog.gap, keys: target.keys, backlogIsEmpty: backlog.events.isEmpty)
         for event in backlog.events { text += EventStream.mail(event) }
+        if backlog.events.isEmpty && !backlog.gap { text += EventStream.cursorOnly(cursor) }
         streamEndsAt = EventLoop.now() + relay.settings.streamMaxAgeMilliseconds
         setTimer(.streamPing, after: nextStreamTimer())
-        appendStreamOutput(text)
+        // The backlog a resuming client asked for does not count against the cap.
+        appendStreamOutput(text, allowance: text.utf8.count)
     }
 
-    private func appendStreamOutput(_ text: String) {
+    private func appendStreamOutput(_ text: String, allowance: Int = 0) {
         if output == nil {
             output = Array(text.utf8)
             outputOffset = 0
         } else {
             output!.append(contentsOf: text.utf8)
         }
-        if output!.count - outputOffset > relay.settings.streamMaxBufferBytes {
+        flush()
+        guard case .streaming = state, let pending = output else { return }
+        if pending.count - outputOffset > relay.settings.streamMaxBufferBytes + allowance {
             relay.logger.info(
                 "event stream client disconnected: it stopped reading",
-                [("conn", String(subscriberID)), ("pending_bytes", String(output!.count - outputOffset))])
+                [("conn", String(subscriberID)), ("pending_bytes", String(pending.count - outputOffset))])
             close()
-            return
         }
-        flush()
     }
 
     private func nextStreamTimer() -> Int64 {
