@@ -54,8 +54,9 @@ struct PollBody: Decodable {
 final class HTTPTestClient {
     let socket: TestSocket
 
-    init(port: UInt16) throws {
-        socket = try TestSocket.connectTCP(port: port)
+    /// Connects to the relay. `receiveBufferBytes` is as in `TestSocket.connectTCP`.
+    init(port: UInt16, receiveBufferBytes: Int32? = nil) throws {
+        socket = try TestSocket.connectTCP(port: port, receiveBufferBytes: receiveBufferBytes)
     }
 
     /// Sends `GET target HTTP/1.1` with a Host field and any `extraFields`.
@@ -73,6 +74,28 @@ final class HTTPTestClient {
     /// Reads the next response on this connection, waiting at most `seconds`.
     func readResponse(within seconds: TimeInterval) throws -> HTTPTestResponse {
         let deadline = Deadline(seconds: seconds)
+        let partial = try readResponseHead(deadline: deadline)
+        let status = partial.status
+        let headers = partial.headers
+
+        // Frame the body the way RFC 9112 section 6.3 orders it.
+        if status < 200 || status == 204 || status == 304 {
+            return partial
+        }
+        if let lengthText = partial.header("Content-Length") {
+            guard let length = Int(lengthText), length >= 0 else {
+                throw TestFailure("invalid Content-Length: \(lengthText)")
+            }
+            let body = try socket.read(count: length, deadline: deadline)
+            return HTTPTestResponse(status: status, headers: headers, body: body)
+        }
+        let body = try socket.readToEnd(deadline: deadline)
+        return HTTPTestResponse(status: status, headers: headers, body: body)
+    }
+
+    /// Reads the status line and header fields of the next response and
+    /// leaves its body unread, for event streams that have no end.
+    func readResponseHead(deadline: Deadline) throws -> HTTPTestResponse {
         guard let headBytes = try socket.read(until: Array("\r\n\r\n".utf8), deadline: deadline) else {
             throw TestFailure("connection closed before a response head arrived")
         }
@@ -90,21 +113,7 @@ final class HTTPTestClient {
             let value = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
             headers.append((name, value))
         }
-        let partial = HTTPTestResponse(status: status, headers: headers, body: [])
-
-        // Frame the body the way RFC 9112 section 6.3 orders it.
-        if status < 200 || status == 204 || status == 304 {
-            return partial
-        }
-        if let lengthText = partial.header("Content-Length") {
-            guard let length = Int(lengthText), length >= 0 else {
-                throw TestFailure("invalid Content-Length: \(lengthText)")
-            }
-            let body = try socket.read(count: length, deadline: deadline)
-            return HTTPTestResponse(status: status, headers: headers, body: body)
-        }
-        let body = try socket.readToEnd(deadline: deadline)
-        return HTTPTestResponse(status: status, headers: headers, body: body)
+        return HTTPTestResponse(status: status, headers: headers, body: [])
     }
 
     /// Sends a GET and reads its response.

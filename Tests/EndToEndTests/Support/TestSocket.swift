@@ -64,10 +64,19 @@ final class TestSocket {
         close()
     }
 
-    /// Connects to `127.0.0.1:port` over TCP.
-    static func connectTCP(port: UInt16) throws -> TestSocket {
+    /// Connects to `127.0.0.1:port` over TCP. With `receiveBufferBytes`,
+    /// SO_RCVBUF is set before connecting, so the TCP window stays that small
+    /// (Linux doubles the value and enforces a minimum).
+    static func connectTCP(port: UInt16, receiveBufferBytes: Int32? = nil) throws -> TestSocket {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw TestFailure("socket() failed: \(errnoText())") }
+        if var size = receiveBufferBytes {
+            guard setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size)) == 0 else {
+                let text = errnoText()
+                Glibc.close(fd)
+                throw TestFailure("setting SO_RCVBUF to \(size) failed: \(text)")
+            }
+        }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = port.bigEndian
