@@ -18,6 +18,7 @@ let package = Package(
         .target(name: "NotifyRelay", dependencies: ["NotifyCore", "CNotifyShim"]),
         .executableTarget(name: "notify-deliver", dependencies: ["NotifyDeliver", "NotifyCore"]),
         .executableTarget(name: "notify-relay", dependencies: ["NotifyRelay", "NotifyCore"]),
+        .executableTarget(name: "notify-loadgen", dependencies: ["CNotifyShim"], path: "bench/loadgen"),
         .testTarget(name: "NotifyCoreTests", dependencies: ["NotifyCore"]),
         .testTarget(name: "NotifyDeliverTests", dependencies: ["NotifyDeliver", "NotifyCore"]),
         .testTarget(name: "NotifyRelayTests", dependencies: ["NotifyRelay", "NotifyCore"]),
