@@ -38,7 +38,7 @@ public final class Relay {
     private var nextConnectionID = 1
     private(set) var shuttingDown = false
     private var housekeeping: Housekeeping? = nil
-    private var responseCache: (keys: [String], cursor: String, format: ResponseFormat, response: HTTPResponse)? = nil
+    private var responseCache: ResponseCacheEntry? = nil
 
     /// Counters reported in the shutdown log line.
     private(set) var eventsPublished = 0
@@ -232,17 +232,25 @@ public final class Relay {
         return .success(cursor)
     }
 
-    /// The long-poll answer for new events, built once per fan-out and shared
-    /// by every waiter on the same inboxes with the same format.
-    func cachedEventsResponse(
-        _ target: SubscriptionTarget, _ events: [MailEvent], cursor: String, format: ResponseFormat
-    ) -> HTTPResponse {
-        if let cached = responseCache, cached.keys == target.keys, cached.cursor == cursor, cached.format == format {
-            return cached.response
+    /// The serialized long-poll answer for new events, built once per fan-out
+    /// and shared by every waiter on the same inboxes with the same format,
+    /// connection handling and CORS fields.
+    func cachedEventsBytes(
+        _ target: SubscriptionTarget, _ events: [MailEvent], cursor: String, format: ResponseFormat, keepAlive: Bool,
+        corsFields: [(String, String)]
+    ) -> [UInt8] {
+        let corsKey = corsFields.map { "\($0.0):\($0.1)" }.joined(separator: "\n")
+        if let cached = responseCache, cached.keys == target.keys, cached.cursor == cursor, cached.format == format,
+            cached.keepAlive == keepAlive, cached.corsKey == corsKey
+        {
+            return cached.bytes
         }
-        let response = eventsResponse(target, events, gap: false, cursor: cursor, format: format)
-        responseCache = (target.keys, cursor, format, response)
-        return response
+        var response = eventsResponse(target, events, gap: false, cursor: cursor, format: format)
+        response.fields += corsFields
+        let bytes = response.serialized(keepAlive: keepAlive)
+        responseCache = ResponseCacheEntry(
+            keys: target.keys, cursor: cursor, format: format, keepAlive: keepAlive, corsKey: corsKey, bytes: bytes)
+        return bytes
     }
 
     /// Time between two lines of the same rate-limited warning.
@@ -337,4 +345,14 @@ private final class ShutdownDeadline: TimerTarget {
         relay.logger.warning("shutdown grace period ended with connections still open")
         relay.finishShutdown()
     }
+}
+
+/// The last serialized fan-out answer and what it was built for.
+private struct ResponseCacheEntry {
+    var keys: [String]
+    var cursor: String
+    var format: ResponseFormat
+    var keepAlive: Bool
+    var corsKey: String
+    var bytes: [UInt8]
 }

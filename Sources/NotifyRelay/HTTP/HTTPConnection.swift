@@ -45,6 +45,8 @@ final class HTTPConnection: EventHandler, TimerTarget, Subscriber {
     /// The request's Origin header while CORS is on; nil otherwise.
     private var origin: String? = nil
     private var timerPurpose = TimerPurpose.headRead
+    /// Readiness currently registered with epoll, to skip redundant epoll_ctl calls.
+    private var interest = Interest.readable
     /// Monotonic time when an event stream ends, so the client reconnects.
     private var streamEndsAt: Int64 = 0
     /// Monotonic time when pending stream output was first left unwritten, or 0.
@@ -174,8 +176,13 @@ final class HTTPConnection: EventHandler, TimerTarget, Subscriber {
         switch state {
         case .waiting(let target, let format):
             unsubscribeAll(target)
-            let response = relay.cachedEventsResponse(target, events, cursor: cursor, format: format)
-            send(response, keepAlive: keepAlive, isHead: false)
+            let corsFields = relay.cors.fields(origin: origin)
+            relay.countResponse(.ok)
+            output = relay.cachedEventsBytes(
+                target, events, cursor: cursor, format: format, keepAlive: keepAlive, corsFields: corsFields)
+            outputOffset = 0
+            state = .writing
+            flush()
         case .streaming:
             var text = ""
             for event in events { text += EventStream.mail(event) }
@@ -307,7 +314,7 @@ final class HTTPConnection: EventHandler, TimerTarget, Subscriber {
         outputOffset = 0
         if case .streaming = state {
             stalledSince = 0
-            relay.loop.epoll.modify(fd, interest: .readable)
+            watch(.readable)
             return
         }
         finishResponse()
@@ -319,17 +326,23 @@ final class HTTPConnection: EventHandler, TimerTarget, Subscriber {
         if case .streaming = state {
             // The ping timer checks the stall; the stream keeps its own deadline.
             if stalledSince == 0 || progressed {
-                if stalledSince == 0 { relay.loop.epoll.modify(fd, interest: [.writable, .readable]) }
+                if stalledSince == 0 { watch([.writable, .readable]) }
                 stalledSince = EventLoop.now()
             }
             return
         }
         if timerPurpose != .writeStall || timerIndex < 0 {
-            relay.loop.epoll.modify(fd, interest: .writable)
+            watch(.writable)
             setTimer(.writeStall, after: relay.settings.writeTimeoutMilliseconds)
         } else if progressed {
             setTimer(.writeStall, after: relay.settings.writeTimeoutMilliseconds)
         }
+    }
+
+    private func watch(_ wanted: Interest) {
+        guard wanted != interest else { return }
+        interest = wanted
+        relay.loop.epoll.modify(fd, interest: wanted)
     }
 
     private func finishResponse() {
@@ -339,7 +352,7 @@ final class HTTPConnection: EventHandler, TimerTarget, Subscriber {
         }
         state = .readingHead
         origin = nil
-        relay.loop.epoll.modify(fd, interest: .readable)
+        watch(.readable)
         if input != nil {
             setTimer(.headRead, after: relay.settings.headerTimeoutMilliseconds)
             processInput()

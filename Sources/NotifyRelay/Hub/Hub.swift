@@ -119,22 +119,30 @@ final class Hub {
             touched.append(state)
         }
 
-        // Gather each subscriber once, even when it waits on several touched
-        // inboxes, so its answer carries all new events and one cursor.
-        var woken: [Int: Subscriber] = [:]
-        for state in touched {
-            for (id, subscriber) in state.subscribers { woken[id] = subscriber }
-        }
+        // Every waiter had seen all older events, or it would have been
+        // answered at once, so the new events of its inboxes are all it needs.
         let cursor = currentCursor
-        for subscriber in woken.values {
-            // Every waiter had seen all older events, or it would have been answered at once.
-            var newEvents: [MailEvent] = []
-            for key in subscriber.subscribedKeys {
-                guard let state = self.inboxes[key], seen.contains(key) else { continue }
-                newEvents += state.history.filter { $0.sequence >= firstNewSequence }
+        var newEvents: [String: [MailEvent]] = [:]
+        for state in touched {
+            newEvents[state.key] = state.history.filter { $0.sequence >= firstNewSequence }
+        }
+        // Snapshot first: subscribers leave their inboxes while being delivered to.
+        // A subscriber of several touched inboxes is woken once, with all their events.
+        var woken: [Subscriber] = []
+        var wokenIDs = Set<Int>()
+        for state in touched {
+            for subscriber in state.subscribers.values where touched.count == 1 || wokenIDs.insert(subscriber.subscriberID).inserted {
+                woken.append(subscriber)
             }
-            if subscriber.subscribedKeys.count > 1 { newEvents.sort { $0.sequence < $1.sequence } }
-            subscriber.deliver(newEvents, cursor: cursor)
+        }
+        for subscriber in woken {
+            let keys = subscriber.subscribedKeys
+            if keys.count == 1 {
+                subscriber.deliver(newEvents[keys[0]] ?? [], cursor: cursor)
+                continue
+            }
+            let events = keys.flatMap { newEvents[$0] ?? [] }.sorted { $0.sequence < $1.sequence }
+            subscriber.deliver(events, cursor: cursor)
         }
         expire(now: now)
         return cursor

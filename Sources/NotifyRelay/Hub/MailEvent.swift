@@ -31,8 +31,9 @@ struct Cursor: Equatable {
     }
 }
 
-/// One notification for one inbox. Immutable once created; shared by the
-/// inbox history and every response that carries it.
+/// One notification for one inbox, shared by the inbox history and every
+/// response that carries it. Nothing changes after creation except the lazily
+/// built JSON, and only the loop thread touches it.
 final class MailEvent {
     let sequence: UInt64
     /// The cursor text of this event, also its `id`.
@@ -40,25 +41,34 @@ final class MailEvent {
     let inboxKey: String
     /// Monotonic milliseconds at ingest, for history expiry.
     let receivedMonotonic: Int64
-    /// The event as one JSON object, built once at ingest.
-    let json: String
+    private let recipient: String
+    private let record: MailRecord
+    private let wallClock: time_t
 
     init(sequence: UInt64, cursor: String, inbox: Inbox, record: MailRecord, receivedMonotonic: Int64, wallClock: time_t) {
         self.sequence = sequence
         self.cursor = cursor
         self.inboxKey = inbox.key
         self.receivedMonotonic = receivedMonotonic
+        self.recipient = inbox.recipient
+        self.record = record
+        self.wallClock = wallClock
+    }
+
+    /// The event as one JSON object, built on first use (plain-text clients
+    /// never need it) and then shared by every response that carries it.
+    private(set) lazy var json: String = {
         var writer = JSONObjectWriter()
         writer.add("id", cursor)
-        writer.add("inbox", inbox.key)
-        writer.add("recipient", inbox.recipient)
+        writer.add("inbox", inboxKey)
+        writer.add("recipient", recipient)
         writer.add("from", record.from)
         writer.add("subject", record.subject)
         writer.add("messageId", record.messageId)
         writer.add("size", record.size)
         writer.add("receivedAt", iso8601(wallClock))
-        json = writer.finished()
-    }
+        return writer.finished()
+    }()
 }
 
 /// Formats seconds since the epoch as `2026-12-04T19:00:00Z`.
