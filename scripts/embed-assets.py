@@ -27,7 +27,8 @@ def swift_literal(text):
     hashes = "#"
     while ('"' + hashes) in text or (hashes and ("\\" + hashes) in text):
         hashes += "#"
-    return hashes + '"""\n' + text + ("\n" if not text.endswith("\n") else "") + '"""' + hashes
+    # Swift drops the line break before the closing delimiter, so one more keeps the file's last one.
+    return hashes + '"""\n' + text + "\n" + '"""' + hashes
 
 
 def render():

@@ -38,15 +38,16 @@ let embeddedAssets: [String: EmbeddedAsset] = [
   <ol id="mail-list" class="mail-list" aria-live="polite"></ol>
   <p id="empty" class="empty">No mail yet.</p>
 
-  <p class="footnote">Add <code>?transport=longpoll</code> to this page's address to use
+  <p class="footnote">Add <code>#transport=longpoll</code> to this page's address to use
     long-poll instead of an event stream.</p>
 </main>
 </body>
 </html>
+
 """#),
     "/static/demo.js": EmbeddedAsset(
         contentType: "text/javascript; charset=utf-8",
-        text: #"""
+        text: ##"""
 // demo.js: the demo page at the relay's `/`. It subscribes to the inboxes
 // typed in the form and lists each mail as it arrives.
 //
@@ -55,9 +56,11 @@ let embeddedAssets: [String: EmbeddedAsset] = [
 // HTML, and the page's Content-Security-Policy (script-src 'self', img-src
 // 'none') blocks anything that slipped through.
 //
-// Page address options: `?inbox=a,b` subscribes at once (the form keeps it in
-// the address bar), and `?transport=longpoll` or `?transport=sse` forces a
-// transport instead of letting the client choose.
+// Page options live in the fragment, because the relay answers `/` with a
+// query string as a subscription (`/?inbox=a&inbox=b`) instead of this page:
+// `#inbox=a,b` subscribes at once (the form keeps it in the address bar), and
+// `#transport=longpoll` or `#transport=sse` forces a transport instead of
+// letting the client choose.
 
 (function () {
   "use strict";
@@ -72,8 +75,8 @@ let embeddedAssets: [String: EmbeddedAsset] = [
   const list = document.getElementById("mail-list");
   const emptyNote = document.getElementById("empty");
 
-  const pageQuery = new URLSearchParams(location.search);
-  const transport = pageQuery.get("transport") || "auto";
+  const pageOptions = new URLSearchParams(location.hash.slice(1));
+  const transport = pageOptions.get("transport") || "auto";
   let subscription = null;
 
   /** Splits the form value into inbox names: commas or spaces separate them. */
@@ -88,8 +91,8 @@ let embeddedAssets: [String: EmbeddedAsset] = [
     gapNotice.hidden = true;
 
     // Keep the inboxes in the address so a reload watches them again.
-    pageQuery.set("inbox", names.join(","));
-    history.replaceState(null, "", "?" + pageQuery.toString());
+    pageOptions.set("inbox", names.join(","));
+    history.replaceState(null, "", "#" + pageOptions.toString());
 
     try {
       subscription = Notify.subscribe(names.length === 1 ? names[0] : names, {
@@ -182,13 +185,14 @@ let embeddedAssets: [String: EmbeddedAsset] = [
   });
   document.getElementById("gap-reload").addEventListener("click", () => location.reload());
 
-  const initial = parseInboxes(pageQuery.get("inbox") || "");
+  const initial = parseInboxes(pageOptions.get("inbox") || "");
   if (initial.length > 0) {
     input.value = initial.join(", ");
     watch(initial);
   }
 })();
-"""#),
+
+"""##),
     "/static/demo.css": EmbeddedAsset(
         contentType: "text/css; charset=utf-8",
         text: #"""
@@ -290,14 +294,15 @@ button {
 
 .mail {
   display: grid;
-  grid-template-columns: 5.5rem 1fr;
+  grid-template-columns: auto 1fr;
   gap: 0 0.75rem;
   padding: 0.6rem 0;
   border-bottom: 1px solid var(--border);
 }
 
 .mail-time {
-  grid-row: span 2;
+  grid-row: span 3;
+  white-space: nowrap;
   color: var(--muted);
   font-variant-numeric: tabular-nums;
 }
@@ -317,6 +322,7 @@ button {
   grid-column: 2;
   font-size: 0.85rem;
 }
+
 """#),
     "/static/notify.js": EmbeddedAsset(
         contentType: "text/javascript; charset=utf-8",
@@ -332,12 +338,12 @@ button {
 //
 // Transports: an event stream (EventSource, `?format=sse`) when the browser
 // has EventSource, otherwise long-poll (`?format=json&since=<cursor>`). The
-// client falls back from the event stream to long-poll when EventSource
-// fails three times in a row while the relay answers plain requests. Each
-// connection passes the last cursor the client saw (`lastEventId=` or
-// `since=` in the query string, so cross-origin requests need no preflight).
-// So events that arrive while the client reconnects are still delivered. The
-// client reopens each event stream itself instead of letting EventSource
+// client switches to long-poll when EventSource fails to open three times in
+// a row while the relay responds to plain requests. Each connection passes the
+// last cursor the client saw, so the relay also sends the events that arrived
+// while the client reconnected. The cursor goes in the query string
+// (`lastEventId=` or `since=`), so cross-origin requests need no preflight.
+// The client reopens each event stream itself instead of letting EventSource
 // reconnect, because the browser would resend the first URL and its stale
 // `lastEventId=`.
 //
@@ -353,18 +359,18 @@ button {
 (function (root) {
   "use strict";
 
-  /** Long-poll wait requested from the relay, in seconds; under common 30 s proxy timeouts. */
+  /** Long-poll wait requested from the relay, in seconds, below the common proxy timeout of 30 s. */
   const POLL_TIMEOUT_SECONDS = 25;
   /** Extra time a long-poll may take before the client aborts it as stalled, in milliseconds. */
   const POLL_STALL_MARGIN_MS = 10000;
-  /** Least time between two long-polls that both ended with no event, in milliseconds. */
+  /** A long-poll that ends with no event sooner than this, in milliseconds, delays the next one by this. */
   const POLL_MIN_INTERVAL_MS = 1000;
-  /** First retry delay after an error, in milliseconds; it doubles up to the maximum. */
+  /** First retry delay after an error, in milliseconds. It doubles with each failure up to the maximum. */
   const BACKOFF_INITIAL_MS = 1000;
   const BACKOFF_MAX_MS = 30000;
   /** An event stream open at least this long counts as healthy when it ends, in milliseconds. */
-  const STREAM_HEALTHY_MS = 5000;
-  /** EventSource failures in a row, with the relay reachable, before switching to long-poll. */
+  const STREAM_HEALTHY_MS = 3000;
+  /** Event streams in a row that fail to open, with the relay reachable, before switching to long-poll. */
   const STREAM_FAILURES_BEFORE_FALLBACK = 3;
 
   /**
@@ -429,14 +435,14 @@ button {
       this.cursor = settings.cursor;
       this.closed = false;
       this.paused = false;
-      // Which transport the next connection uses; "sse" may turn into "longpoll" for good.
+      // Transport of the next connection. "sse" may turn into "longpoll" for good.
       const hasEventSource = typeof root.EventSource === "function";
       this.transport = settings.transport === "longpoll" || !hasEventSource ? "longpoll" : "sse";
-      // Consecutive failed connections; sets the retry delay.
+      // Consecutive failed connections, which set the retry delay.
       this.failures = 0;
       // Consecutive event streams that failed while a plain request to the relay worked.
       this.streamFailures = 0;
-      // Every connection gets a new generation; callbacks of an older one are ignored.
+      // Every connection gets a new generation, and callbacks of an older one are ignored.
       this.generation = 0;
       this.eventSource = null;
       this.abortController = null;
@@ -456,7 +462,7 @@ button {
       this.connect();
     }
 
-    /** Stops for good; `error` is the reason when the relay rejected the request. */
+    /** Stops for good. `error` is the reason when the relay rejected the request. */
     close(error) {
       if (this.closed) return;
       this.closed = true;
@@ -467,7 +473,7 @@ button {
       this.report("closed", error ? { error: error } : null);
     }
 
-    /** Closes the open connection and cancels a pending retry; the cursor stays. */
+    /** Closes the open connection and cancels a pending retry, keeping the cursor. */
     disconnect() {
       this.generation += 1;
       if (this.retryTimer !== null) {
@@ -519,9 +525,9 @@ button {
       }, delayMs);
     }
 
-    /** Counts a failed connection, tells the page, and schedules a retry with backoff. */
+    /** Counts a failed connection, reports it to the page, and schedules a retry with backoff. */
     fail(error, minimumDelayMs) {
-      // 400 means the relay rejected the inbox name or a parameter: a retry would get the same answer.
+      // 400 means the relay rejected the inbox name or a parameter, so a retry would fail the same way.
       if (error.status === 400) {
         this.call(this.settings.onError, error);
         this.close(error);
@@ -558,18 +564,19 @@ button {
       try {
         source = new root.EventSource(url);
       } catch (error) {
-        // Only an invalid URL makes the constructor throw; long-poll reports it properly.
+        // Only an invalid URL makes the constructor throw, and long-poll reports that as an error.
         this.transport = "longpoll";
         this.connect();
         return;
       }
       this.eventSource = source;
       let openedAt = null;
+      let delivered = false;
 
       source.onopen = () => {
         if (generation !== this.generation) return;
         openedAt = Date.now();
-        this.failures = 0;
+        // The relay's event stream reaches this browser, so failures from now on are no reason to fall back.
         this.streamFailures = 0;
         this.report("open");
       };
@@ -578,6 +585,7 @@ button {
         const message = parseJSON(event.data);
         if (message === null) return;
         if (event.lastEventId) this.cursor = event.lastEventId;
+        delivered = true;
         this.call(this.settings.onMail, message);
       });
       source.addEventListener("gap", (event) => {
@@ -591,24 +599,31 @@ button {
         // Stop the browser's own reconnect: it would resend the first URL.
         source.close();
         this.eventSource = null;
-        this.streamEnded(generation, openedAt);
+        this.streamEnded(generation, openedAt, delivered);
       };
     }
 
     /** Decides what follows a closed or failed event stream. */
-    async streamEnded(generation, openedAt) {
-      // A stream that stayed open a while ended normally (--sse-max-age or a
-      // relay restart): reconnect soon, without counting a failure.
-      if (openedAt !== null && Date.now() - openedAt >= STREAM_HEALTHY_MS) {
-        this.failures = 0;
-        this.report("reconnecting");
-        this.scheduleConnect(Math.round(BACKOFF_INITIAL_MS * (0.5 + Math.random() * 0.5)));
+    async streamEnded(generation, openedAt, delivered) {
+      // A stream that delivered mail or stayed open a while ended normally
+      // (--sse-max-age or a relay restart): reconnect soon. One that closed
+      // at once counts as a failure, so a relay that keeps closing streams
+      // gets backoff, but the event stream itself works: no fallback.
+      if (openedAt !== null) {
+        const openMs = Date.now() - openedAt;
+        if (delivered || openMs >= STREAM_HEALTHY_MS) {
+          this.failures = 0;
+          this.report("reconnecting");
+          this.scheduleConnect(Math.round(BACKOFF_INITIAL_MS * (0.5 + Math.random() * 0.5)));
+        } else {
+          this.fail(new NotifyError("event stream closed " + openMs + " ms after it opened", null, "sse"));
+        }
         return;
       }
 
-      // EventSource does not tell why it failed. A plain poll with timeout=0
-      // tells a relay that is down from one that answers but whose event
-      // stream fails, for example behind a proxy that buffers responses. The
+      // EventSource does not report why it failed. A plain poll with
+      // timeout=0 tells a relay that is down from one that responds but whose
+      // event stream fails, for example behind a proxy that buffers responses. The
       // poll also delivers what arrived meanwhile.
       const probe = await this.pollOnce(generation, 0);
       if (generation !== this.generation) return;
@@ -623,31 +638,33 @@ button {
         this.connect();
         return;
       }
-      this.fail(new NotifyError("event stream failed while the relay answered plain requests", null, "sse"));
+      this.fail(new NotifyError("event stream failed to open while plain requests to the relay succeeded", null, "sse"));
     }
 
     // MARK: Long-poll
 
     /** Polls in a loop until a poll fails or the subscription stops. */
     async poll(generation) {
-      let announced = false;
+      // The first poll returns at once (timeout=0): it shows that the relay
+      // responds, delivers what arrived while disconnected and fetches the
+      // cursor. The ones after it wait for mail.
+      let timeoutSeconds = 0;
       while (generation === this.generation) {
         const startedAt = Date.now();
-        const outcome = await this.pollOnce(generation, POLL_TIMEOUT_SECONDS);
+        const outcome = await this.pollOnce(generation, timeoutSeconds);
         if (generation !== this.generation) return;
         if (!outcome.ok) {
           this.fail(outcome.error, outcome.retryAfterMs);
           return;
         }
-        this.failures = 0;
-        if (!announced) {
-          announced = true;
-          this.report("open");
-        }
 
-        // A server or proxy that ends every poll at once with no event would
-        // otherwise make this loop spin.
-        if (outcome.empty && Date.now() - startedAt < POLL_MIN_INTERVAL_MS) {
+        if (timeoutSeconds === 0) {
+          this.failures = 0;
+          this.report("open");
+          timeoutSeconds = POLL_TIMEOUT_SECONDS;
+        } else if (outcome.empty && Date.now() - startedAt < POLL_MIN_INTERVAL_MS) {
+          // A server or proxy that ends every poll at once with no event
+          // would otherwise make this loop spin.
           await new Promise((resolve) => setTimeout(resolve, POLL_MIN_INTERVAL_MS));
         }
       }
@@ -655,7 +672,7 @@ button {
 
     /**
      * Sends one long-poll and delivers its events. Resolves to `{ ok: true }`,
-     * or `{ ok: false, error, retryAfterMs }`; it never rejects.
+     * or `{ ok: false, error, retryAfterMs }`, and never rejects.
      */
     async pollOnce(generation, timeoutSeconds) {
       const url = this.url({ format: "json", since: this.cursor, timeout: String(timeoutSeconds) });
@@ -686,13 +703,15 @@ button {
         return { ok: true, empty: true };
       }
       if (response.status !== 200) {
-        const text = (await response.text().catch(() => "")).trim();
+        // The relay explains an error in one line of plain text; a proxy's HTML page is left out.
+        const plain = (response.headers.get("Content-Type") || "").startsWith("text/plain");
+        const text = plain ? (await response.text().catch(() => "")).trim().slice(0, 200) : "";
         const error = new NotifyError(
           "relay returned HTTP " + response.status + (text ? ": " + text : ""),
           response.status,
           this.transport,
         );
-        // 429 and 503 carry Retry-After in seconds; honour it as the least delay.
+        // 429 and 503 carry Retry-After in seconds, which sets the least delay.
         const retryAfter = Number(response.headers.get("Retry-After"));
         return { ok: false, error: error, retryAfterMs: retryAfter > 0 ? retryAfter * 1000 : 0 };
       }
@@ -716,7 +735,7 @@ button {
 
     // MARK: Helpers
 
-    /** Builds the URL of a request; parameters whose value is null are left out. */
+    /** Builds the URL of a request, leaving out parameters whose value is null. */
     url(parameters) {
       const query = new URLSearchParams();
       let path;
@@ -753,7 +772,7 @@ button {
     }
   }
 
-  /** An error passed to `onError`: `status` is the HTTP status when the relay answered. */
+  /** Error passed to `onError`. `status` is the HTTP status when the relay sent a response. */
   class NotifyError extends Error {
     constructor(message, status, transport) {
       super("notify: " + message);
@@ -775,6 +794,7 @@ button {
 
   root.Notify = Object.freeze({ subscribe: subscribe, NotifyError: NotifyError });
 })(globalThis);
+
 """#),
     "/static/notify.mjs": EmbeddedAsset(
         contentType: "text/javascript; charset=utf-8",
@@ -795,6 +815,7 @@ export const subscribe = globalThis.Notify.subscribe;
 
 /** The class of the errors passed to `onError`. */
 export const NotifyError = globalThis.Notify.NotifyError;
+
 """#),
     "/static/notify.d.ts": EmbeddedAsset(
         contentType: "application/typescript; charset=utf-8",
@@ -811,19 +832,19 @@ export const NotifyError = globalThis.Notify.NotifyError;
 
 /** One new mail, as the relay sends it. Every string comes from the mail's sender: insert it as text, never as HTML. */
 export interface MailEvent {
-  /** The event's cursor; unique per relay run. */
+  /** The event's cursor, unique within one run of the relay. */
   id: string;
   /** Inbox key the mail was delivered to, as the relay normalised it. */
   inbox: string;
   /** Recipient address as notify-deliver reported it. */
   recipient: string;
-  /** The From header field, decoded; absent when the mail had none. */
+  /** The From header field, decoded. Absent when the mail had none. */
   from?: string;
-  /** The Subject header field, decoded; absent when the mail had none. */
+  /** The Subject header field, decoded. Absent when the mail had none. */
   subject?: string;
-  /** The Message-ID header field, with its angle brackets; absent when the mail had none. */
+  /** The Message-ID header field, with its angle brackets. Absent when the mail had none. */
   messageId?: string;
-  /** Message size in bytes, headers and body; absent when notify-deliver did not count it. */
+  /** Message size in bytes, header and body. Absent when notify-deliver did not count it. */
   size?: number;
   /** When the relay received the event, in RFC 3339 UTC (`2026-12-04T19:00:00Z`). */
   receivedAt: string;
@@ -845,31 +866,31 @@ export type ConnectionState =
   | "open"
   /** An event stream ended normally and is being reopened. */
   | "reconnecting"
-  /** A connection failed; the next try starts after `retryInMs`. */
+  /** A connection failed, and the next try starts after `retryInMs`. */
   | "waiting"
   /** The page is hidden, so no connection is open. */
   | "paused"
   /** `close()` was called, or the relay rejected the request with HTTP 400. */
   | "closed";
 
-/** What `onStatus` receives. */
+/** Argument of `onStatus`. */
 export interface ConnectionStatus {
   state: ConnectionState;
-  /** The transport in use; "sse" may change to "longpoll" once, never back. */
+  /** The transport in use. "sse" may change to "longpoll" once, never back. */
   transport: "sse" | "longpoll";
-  /** Delay before the next try, in milliseconds; only for "waiting". */
+  /** Delay before the next try, in milliseconds. Only for "waiting". */
   retryInMs?: number;
-  /** The failure; for "waiting", and for "closed" when the relay rejected the request. */
+  /** The failure. Only for "waiting", and for "closed" when the relay rejected the request. */
   error?: NotifyError;
 }
 
 /** Error passed to `onError`. */
 export declare class NotifyError extends Error {
-  /** HTTP status when the relay answered, null for network failures and failed event streams. */
+  /** HTTP status of the relay's response, or null for network failures and failed event streams. */
   status: number | null;
   /** Transport that failed. */
   transport: "sse" | "longpoll";
-  /** Delay before the next try, in milliseconds; null when the client stopped (HTTP 400). */
+  /** Delay before the next try, in milliseconds, or null when the client stopped (HTTP 400). */
   retryInMs: number | null;
 }
 
@@ -882,9 +903,9 @@ export interface SubscribeOptions {
   baseUrl?: string;
   /** Called once per new mail, in cursor order. */
   onMail?: (message: MailEvent) => void;
-  /** Called when the relay no longer holds the events after the cursor, for example after a relay restart. */
+  /** Called when the relay no longer stores the events after the cursor, for example after a relay restart. */
   onGap?: (info: GapInfo) => void;
-  /** Called on each failed connection; the client retries with backoff (1 s doubling to 30 s, with jitter). */
+  /** Called on each failed connection. The client retries with backoff (1 s doubling to 30 s, with jitter). */
   onError?: (error: NotifyError) => void;
   /** Called whenever the connection state changes. */
   onStatus?: (status: ConnectionStatus) => void;
@@ -900,7 +921,7 @@ export interface SubscribeOptions {
 export interface Subscription {
   /** Stops the subscription; no callback runs after it returns. */
   close(): void;
-  /** Cursor of the last event or timeout seen, or null before the first answer. */
+  /** Cursor of the last event or timeout seen, or null before the first response. */
   readonly cursor: string | null;
   /** Transport in use now. */
   readonly transport: "sse" | "longpoll";
@@ -920,5 +941,6 @@ declare global {
     readonly NotifyError: typeof NotifyError;
   };
 }
+
 """#),
 ]
