@@ -240,7 +240,7 @@ public final class Relay {
         corsFields: [(String, String)]
     ) -> [UInt8] {
         let corsKey = corsFields.map { "\($0.0):\($0.1)" }.joined(separator: "\n")
-        if let cached = responseCache, cached.keys == target.keys, cached.cursor == cursor, cached.format == format,
+        if let cached = responseCache, cached.primary == target.primary, cached.others == target.others, cached.cursor == cursor, cached.format == format,
             cached.keepAlive == keepAlive, cached.corsKey == corsKey
         {
             return cached.bytes
@@ -249,7 +249,8 @@ public final class Relay {
         response.fields += corsFields
         let bytes = response.serialized(keepAlive: keepAlive)
         responseCache = ResponseCacheEntry(
-            keys: target.keys, cursor: cursor, format: format, keepAlive: keepAlive, corsKey: corsKey, bytes: bytes)
+            primary: target.primary, others: target.others, cursor: cursor, format: format, keepAlive: keepAlive,
+            corsKey: corsKey, bytes: bytes)
         return bytes
     }
 
@@ -349,7 +350,8 @@ private final class ShutdownDeadline: TimerTarget {
 
 /// The last serialized fan-out answer and what it was built for.
 private struct ResponseCacheEntry {
-    var keys: [String]
+    var primary: String
+    var others: [String]
     var cursor: String
     var format: ResponseFormat
     var keepAlive: Bool

@@ -27,6 +27,12 @@ private final class RecordingSubscriber: Subscriber {
         return hub.inboxes.values.filter { $0.subscribers[subscriberID] != nil }.map(\.key).sorted()
     }
 
+    var subscription: SubscriptionTarget? {
+        let keys = subscribedKeys
+        guard let first = keys.first else { return nil }
+        return SubscriptionTarget(primary: first, others: Array(keys.dropFirst()), isMulti: keys.count > 1)
+    }
+
     func deliver(_ events: [MailEvent], cursor: String) {
         deliveries.append((events.map(\.sequence), cursor))
         if !persistent, let hub {

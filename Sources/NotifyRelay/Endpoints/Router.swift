@@ -15,13 +15,6 @@ enum ResponseFormat {
     case eventStream
 }
 
-/// The inboxes one request waits on.
-struct SubscriptionTarget {
-    var keys: [String]
-    /// True for `/?inbox=...`, whose JSON lists `inboxes` instead of one `inbox`.
-    var isMulti: Bool
-}
-
 /// What a connection does with a request.
 enum RouteAction {
     case respond(HTTPResponse)
@@ -86,7 +79,7 @@ func route(_ head: HTTPRequestHead, hub: Hub, settings: RouterSettings) -> Route
     } catch {
         return .respond(.text(.badRequest, error.description))
     }
-    let target = SubscriptionTarget(keys: [inbox.key], isMulti: false)
+    let target = SubscriptionTarget(primary: inbox.key)
     return routeSubscription(target, head: head, query: query, hub: hub, settings: settings)
 }
 
@@ -114,7 +107,8 @@ private func routeMulti(
             return .respond(.text(.badRequest, error.description))
         }
     }
-    return routeSubscription(SubscriptionTarget(keys: keys, isMulti: true), head: head, query: query, hub: hub, settings: settings)
+    let target = SubscriptionTarget(primary: keys[0], others: Array(keys.dropFirst()), isMulti: true)
+    return routeSubscription(target, head: head, query: query, hub: hub, settings: settings)
 }
 
 private func routeSubscription(
@@ -187,7 +181,7 @@ func eventsResponse(
         if target.isMulti {
             writer.add("inboxes", strings: target.keys)
         } else {
-            writer.add("inbox", target.keys[0])
+            writer.add("inbox", target.primary)
         }
         writer.add("cursor", cursor)
         writer.add("gap", gap)

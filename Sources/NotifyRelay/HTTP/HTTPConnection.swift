@@ -25,7 +25,7 @@ final class HTTPConnection: EventHandler, TimerTarget, Subscriber {
     private enum State {
         case readingHead
         case waiting(SubscriptionTarget, ResponseFormat)
-        case streaming(SubscriptionTarget)
+        case streaming(StreamState)
         case writing
         case closed
     }
@@ -47,10 +47,6 @@ final class HTTPConnection: EventHandler, TimerTarget, Subscriber {
     private var timerPurpose = TimerPurpose.headRead
     /// Readiness currently registered with epoll, to skip redundant epoll_ctl calls.
     private var interest = Interest.readable
-    /// Monotonic time when an event stream ends, so the client reconnects.
-    private var streamEndsAt: Int64 = 0
-    /// Monotonic time when pending stream output was first left unwritten, or 0.
-    private var stalledSince: Int64 = 0
     var timerIndex = -1
     var timerDeadline: Int64 = 0
 
@@ -65,10 +61,11 @@ final class HTTPConnection: EventHandler, TimerTarget, Subscriber {
         setTimer(.headRead, after: relay.settings.headerTimeoutMilliseconds)
     }
 
-    var subscribedKeys: [String] {
+    var subscription: SubscriptionTarget? {
         switch state {
-        case .waiting(let target, _), .streaming(let target): return target.keys
-        default: return []
+        case .waiting(let target, _): return target
+        case .streaming(let stream): return stream.target
+        default: return nil
         }
     }
 
@@ -164,7 +161,7 @@ final class HTTPConnection: EventHandler, TimerTarget, Subscriber {
         case .wait(let target, let format, let timeout):
             self.keepAlive = keepAlive
             state = .waiting(target, format)
-            for key in target.keys { relay.hub.subscribe(key, self) }
+            target.forEachKey { relay.hub.subscribe($0, self) }
             setTimer(.longPoll, after: timeout)
         case .stream(let target, let backlog):
             openStream(target, backlog: backlog)
@@ -200,7 +197,7 @@ final class HTTPConnection: EventHandler, TimerTarget, Subscriber {
     }
 
     private func unsubscribeAll(_ target: SubscriptionTarget) {
-        for key in target.keys { relay.hub.unsubscribe(key, self) }
+        target.forEachKey { relay.hub.unsubscribe($0, self) }
     }
 
     /// Ends the connection for a relay shutdown: a waiting long-poll gets its
@@ -210,7 +207,7 @@ final class HTTPConnection: EventHandler, TimerTarget, Subscriber {
         switch state {
         case .waiting: endWait()
         case .writing: keepAlive = false
-        case .streaming(let target): endStream(target)
+        case .streaming(let stream): endStream(stream.target)
         case .readingHead: close()
         case .closed: break
         }
@@ -221,8 +218,9 @@ final class HTTPConnection: EventHandler, TimerTarget, Subscriber {
     private func openStream(_ target: SubscriptionTarget, backlog: HistoryLookup) {
         relay.countResponse(.ok)
         keepAlive = false
-        state = .streaming(target)
-        for key in target.keys { relay.hub.subscribe(key, self) }
+        let stream = StreamState(target: target, endsAt: EventLoop.now() + relay.settings.streamMaxAgeMilliseconds)
+        state = .streaming(stream)
+        target.forEachKey { relay.hub.subscribe($0, self) }
         let cursor = relay.hub.currentCursor
         output = EventStream.head(cursor: cursor, extraFields: relay.cors.fields(origin: origin))
         outputOffset = 0
@@ -230,8 +228,7 @@ final class HTTPConnection: EventHandler, TimerTarget, Subscriber {
             cursor: cursor, gap: backlog.gap, keys: target.keys, backlogIsEmpty: backlog.events.isEmpty)
         for event in backlog.events { text += EventStream.mail(event) }
         if backlog.events.isEmpty && !backlog.gap { text += EventStream.cursorOnly(cursor) }
-        streamEndsAt = EventLoop.now() + relay.settings.streamMaxAgeMilliseconds
-        setTimer(.streamPing, after: nextStreamTimer())
+        setTimer(.streamPing, after: nextStreamTimer(stream))
         // The backlog a resuming client asked for does not count against the cap.
         appendStreamOutput(text, allowance: text.utf8.count)
     }
@@ -253,21 +250,21 @@ final class HTTPConnection: EventHandler, TimerTarget, Subscriber {
         }
     }
 
-    private func nextStreamTimer() -> Int64 {
-        min(relay.settings.streamPingMilliseconds, max(0, streamEndsAt - EventLoop.now()))
+    private func nextStreamTimer(_ stream: StreamState) -> Int64 {
+        min(relay.settings.streamPingMilliseconds, max(0, stream.endsAt - EventLoop.now()))
     }
 
-    private func streamTimerFired(_ target: SubscriptionTarget) {
+    private func streamTimerFired(_ stream: StreamState) {
         let now = EventLoop.now()
-        if stalledSince > 0, now - stalledSince > relay.settings.writeTimeoutMilliseconds {
+        if stream.stalledSince > 0, now - stream.stalledSince > relay.settings.writeTimeoutMilliseconds {
             close()
             return
         }
-        if now >= streamEndsAt {
-            endStream(target)
+        if now >= stream.endsAt {
+            endStream(stream.target)
             return
         }
-        setTimer(.streamPing, after: nextStreamTimer())
+        setTimer(.streamPing, after: nextStreamTimer(stream))
         appendStreamOutput(EventStream.ping)
     }
 
@@ -312,8 +309,8 @@ final class HTTPConnection: EventHandler, TimerTarget, Subscriber {
         }
         output = nil
         outputOffset = 0
-        if case .streaming = state {
-            stalledSince = 0
+        if case .streaming(let stream) = state {
+            stream.stalledSince = 0
             watch(.readable)
             return
         }
@@ -323,11 +320,11 @@ final class HTTPConnection: EventHandler, TimerTarget, Subscriber {
     /// Waits for the socket to drain. The write timeout counts from the last
     /// progress, so a slow but moving client is not cut off.
     private func waitForWritable(progressed: Bool) {
-        if case .streaming = state {
+        if case .streaming(let stream) = state {
             // The ping timer checks the stall; the stream keeps its own deadline.
-            if stalledSince == 0 || progressed {
-                if stalledSince == 0 { watch([.writable, .readable]) }
-                stalledSince = EventLoop.now()
+            if stream.stalledSince == 0 || progressed {
+                if stream.stalledSince == 0 { watch([.writable, .readable]) }
+                stream.stalledSince = EventLoop.now()
             }
             return
         }
@@ -380,7 +377,7 @@ final class HTTPConnection: EventHandler, TimerTarget, Subscriber {
                 close()
             }
         case .streamPing:
-            if case .streaming(let target) = state { streamTimerFired(target) }
+            if case .streaming(let stream) = state { streamTimerFired(stream) }
         case .keepAliveIdle, .writeStall:
             close()
         }
@@ -390,7 +387,8 @@ final class HTTPConnection: EventHandler, TimerTarget, Subscriber {
     func close() {
         switch state {
         case .closed: return
-        case .waiting(let target, _), .streaming(let target): unsubscribeAll(target)
+        case .waiting(let target, _): unsubscribeAll(target)
+        case .streaming(let stream): unsubscribeAll(stream.target)
         default: break
         }
         state = .closed
@@ -400,5 +398,20 @@ final class HTTPConnection: EventHandler, TimerTarget, Subscriber {
         input = nil
         output = nil
         relay.httpConnectionClosed(self)
+    }
+}
+
+/// What an open event stream needs beyond a plain connection; allocated only
+/// for streams, so idle long-poll connections stay small.
+private final class StreamState {
+    let target: SubscriptionTarget
+    /// Monotonic time when the stream ends, so the client reconnects.
+    let endsAt: Int64
+    /// Monotonic time since pending output has made no progress, or 0.
+    var stalledSince: Int64 = 0
+
+    init(target: SubscriptionTarget, endsAt: Int64) {
+        self.target = target
+        self.endsAt = endsAt
     }
 }

@@ -17,12 +17,29 @@
 import Glibc
 import NotifyCore
 
+/// The inboxes one subscriber waits on. The first key is stored apart, so
+/// the common single-inbox subscriber allocates no array.
+struct SubscriptionTarget {
+    var primary: String
+    var others: [String] = []
+    /// True for `/?inbox=...`, whose JSON lists `inboxes` instead of one `inbox`.
+    var isMulti = false
+
+    /// Every key, primary first. Allocates; use `forEachKey` on hot paths.
+    var keys: [String] { [primary] + others }
+
+    func forEachKey(_ body: (String) -> Void) {
+        body(primary)
+        for key in others { body(key) }
+    }
+}
+
 /// A waiting client: a long-poll or an event stream, on one or more inboxes.
 protocol Subscriber: AnyObject {
     /// Unique for the life of the relay.
     var subscriberID: Int { get }
-    /// The inbox keys it waits on.
-    var subscribedKeys: [String] { get }
+    /// The inboxes it waits on, or nil once it waits on none.
+    var subscription: SubscriptionTarget? { get }
     /// Receives the new events of its inboxes, in sequence order, once per
     /// publish. A long-poll unsubscribes itself here; a stream stays.
     func deliver(_ events: [MailEvent], cursor: String)
@@ -136,12 +153,12 @@ final class Hub {
             }
         }
         for subscriber in woken {
-            let keys = subscriber.subscribedKeys
-            if keys.count == 1 {
-                subscriber.deliver(newEvents[keys[0]] ?? [], cursor: cursor)
+            guard let target = subscriber.subscription else { continue }
+            if target.others.isEmpty {
+                subscriber.deliver(newEvents[target.primary] ?? [], cursor: cursor)
                 continue
             }
-            let events = keys.flatMap { newEvents[$0] ?? [] }.sorted { $0.sequence < $1.sequence }
+            let events = target.keys.flatMap { newEvents[$0] ?? [] }.sorted { $0.sequence < $1.sequence }
             subscriber.deliver(events, cursor: cursor)
         }
         expire(now: now)
