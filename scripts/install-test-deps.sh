@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install the Debian packages that the tests need: Postfix (the real MTA that
-# tests/e2e runs the contrib/postfix configuration with), curl, Python 3 and
-# make.
+# tests/e2e runs the contrib/postfix configuration with), nginx (for the
+# contrib/nginx configuration in tests/nginx), Chromium with its WebDriver and
+# Debian's Selenium (for tests/browser), curl, Python 3 and make.
 #
 # Idempotent and noninteractive: packages already installed are skipped, and
 # apt-get runs only when something is missing. Postfix is preseeded with
@@ -10,14 +11,14 @@
 # configuration in a temporary directory.
 #
 # While installing, a temporary policy-rc.d stops the package scripts from
-# starting Postfix as a system service. It is created only when none exists
+# starting Postfix or nginx as a system service. It is created only when none exists
 # and removed on exit.
 #
 # Needs root (CI runs as root). Usage: scripts/install-test-deps.sh
 
 set -euo pipefail
 
-packages=(postfix curl python3 make)
+packages=(postfix nginx chromium chromium-driver python3-selenium curl python3 make)
 
 missing=()
 for package in "${packages[@]}"; do
@@ -60,7 +61,7 @@ remove_policy() {
 }
 trap remove_policy EXIT
 
-apt-get update -q
-apt-get install -y -q --no-install-recommends "${missing[@]}"
+apt-get -o DPkg::Lock::Timeout=300 update -q
+apt-get -o DPkg::Lock::Timeout=300 install -y -q --no-install-recommends "${missing[@]}"
 
 echo "install-test-deps: done"

@@ -11,7 +11,7 @@ Every client sends `Accept-Encoding: gzip`.
 
 Usage: python3 tests/nginx/nginx_test.py [--bin-dir DIR]
   DIR contains notify-relay (default $NOTIFY_BIN_DIR, else .build/debug).
-  nginx comes from tests/nginx/install-deps.sh.
+  nginx comes from scripts/install-test-deps.sh.
 
 Every wait has a bound, and a watchdog ends the whole run after
 WATCHDOG_SECONDS. The last line is "N passed, N failed". The exit status is
@@ -766,7 +766,7 @@ def main():
         print(f"FAIL setup: {binary} not found: run swift build, or pass --bin-dir", flush=True)
         results.failed += 1
     if nginx_binary is None:
-        print("FAIL setup: nginx not found: run tests/nginx/install-deps.sh", flush=True)
+        print("FAIL setup: nginx not found: run scripts/install-test-deps.sh", flush=True)
         results.failed += 1
     if results.failed:
         print(f"{results.passed} passed, {results.failed} failed")

@@ -10,11 +10,14 @@ let embeddedAssets: [String: EmbeddedAsset] = [
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>notify-relay demo</title>
-<link rel="stylesheet" href="/static/demo.css">
+<link rel="icon" href="data:,">
+<link rel="stylesheet" href="static/demo.css">
 <!-- The relay serves this page with a Content-Security-Policy that allows
-     scripts and styles from this origin only, so nothing here is inline. -->
-<script src="/static/notify.js" defer></script>
-<script src="/static/demo.js" defer></script>
+     scripts and styles from this origin only, so nothing here is inline.
+     Relative URLs keep the page working behind a proxy prefix; the empty
+     icon stops browsers from asking for /favicon.ico, which would be an inbox. -->
+<script src="static/notify.js" defer></script>
+<script src="static/demo.js" defer></script>
 </head>
 <body>
 <main>
@@ -96,6 +99,8 @@ let embeddedAssets: [String: EmbeddedAsset] = [
 
     try {
       subscription = Notify.subscribe(names.length === 1 ? names[0] : names, {
+        // The page's own directory, so the demo also works behind a proxy prefix such as /notify/.
+        baseUrl: new URL(".", location.href).href,
         transport: transport,
         onMail: showMail,
         onGap: showGap,

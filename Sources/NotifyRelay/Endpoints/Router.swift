@@ -134,8 +134,10 @@ private func routeSubscription(
         }
     }
 
-    // EventSource sends Last-Event-ID on reconnects; polyfills put it in the query.
-    let sinceValue = parameter("since") ?? parameter("lastEventId") ?? head.field("last-event-id")
+    // EventSource sends Last-Event-ID on reconnects but repeats the original URL,
+    // so the header is newer than a lastEventId in the query; polyfills that
+    // cannot set headers use the query form alone.
+    let sinceValue = parameter("since") ?? head.field("last-event-id") ?? parameter("lastEventId")
     // An empty cursor is what a page sends before its first answer: treat it as none.
     let since = sinceValue?.isEmpty == true ? nil : sinceValue
     let lookup = hub.lookup(target.keys, since: since)

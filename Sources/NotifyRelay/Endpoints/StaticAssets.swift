@@ -15,7 +15,7 @@ enum StaticAssets {
         ]
         if asset.contentType.hasPrefix("text/html") {
             // The demo page shows subjects and senders written by strangers: no inline script may run.
-            fields.append(("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'none'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"))
+            fields.append(("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self'; img-src data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"))
             fields.append(("Referrer-Policy", "no-referrer"))
         }
         return HTTPResponse(status: .ok, fields: fields, body: Array(asset.text.utf8))
