@@ -17,10 +17,13 @@ struct RelayConfig {
     var historyAge: Double = 3600
     var historyMaxEvents = 100_000
     var maxConnections: Int? = nil
+    var maxConnectionsPerClient = 0
+    var maxSubscribersPerInbox = 0
     var headerTimeout: Double = 10
     var idleTimeout: Double = 60
     var writeTimeout: Double = 30
     var ingestTCP: ListenAddress? = nil
+    var adminListen: ListenAddress? = nil
     var logLevel: LogLevel = .info
     var corsOrigins: [String] = []
     var ssePing: Double = 15
@@ -53,7 +56,8 @@ let relayUsage = """
     Usage: notify-relay [options]
 
     Waits for "new mail" records from notify-deliver on a Unix socket and
-    answers web clients waiting on those inboxes over HTTP long-poll.
+    answers web clients waiting on those inboxes over HTTP long-poll and
+    Server-Sent Events.
 
     Options:
       --listen HOST:PORT        HTTP listener; repeat for several; IPv6 as [::1]:8000
@@ -66,6 +70,8 @@ let relayUsage = """
                                 (default: the relay's group)
       --ingest-tcp HOST:PORT    also accept ingest lines over TCP (default: off);
                                 anyone who can connect can publish, so keep it on loopback
+      --admin-listen HOST:PORT  admin listener with GET /metrics (Prometheus text), GET /healthz
+                                and POST /publish/<inbox> (default: off); keep it on loopback
       --domain DOMAIN           domain served; repeat for several; the first completes
                                 bare names (default: none, inboxes are local parts alone)
       --poll-timeout SECONDS    long-poll wait when the client sends no ?timeout= (default 30)
@@ -75,6 +81,11 @@ let relayUsage = """
       --history-max-events COUNT  events kept over all inboxes (default 100000)
       --max-connections COUNT   open HTTP connections; more get 503 (default: the open-file
                                 limit minus 64)
+      --max-connections-per-client COUNT  open HTTP connections from one client
+                                address; more get 429 (default 0: no limit; behind a
+                                proxy every client has the proxy's address)
+      --max-subscribers-per-inbox COUNT  waiting long-polls and streams on one inbox;
+                                more get 503 (default 0: no limit)
       --header-timeout SECONDS  time to send a request head (default 10)
       --idle-timeout SECONDS    keep-alive time between requests (default 60)
       --write-timeout SECONDS   time a client may stall a response (default 30)
@@ -90,6 +101,13 @@ let relayUsage = """
       --log-level LEVEL         debug, info, warning or error (default info)
       --help                    show this help
       --version                 show the version
+
+    Under systemd: listening sockets passed by socket activation (LISTEN_FDS,
+    LISTEN_PID, LISTEN_FDNAMES) are used in place of --listen and --socket;
+    name them http, ingest or admin with FileDescriptorName=. Unnamed TCP
+    sockets serve HTTP and an unnamed Unix socket is the ingest socket. With
+    NOTIFY_SOCKET set, the relay reports READY=1 once listening and
+    STOPPING=1 when it shuts down (Type=notify).
 
     """
 
@@ -117,6 +135,7 @@ func parseRelayArguments(_ arguments: [String]) throws(ConfigError) -> RelayComm
         case "--version": return .version
         case "--listen": config.listen.append(try listenAddress(option, try value(option, inline)))
         case "--ingest-tcp": config.ingestTCP = try listenAddress(option, try value(option, inline))
+        case "--admin-listen": config.adminListen = try listenAddress(option, try value(option, inline))
         case "--socket":
             let path = try value(option, inline)
             guard !path.isEmpty, path.utf8.count <= IngestSocketPath.maxPathBytes else {
@@ -145,6 +164,10 @@ func parseRelayArguments(_ arguments: [String]) throws(ConfigError) -> RelayComm
             config.historyMaxEvents = try count(option, try value(option, inline), range: 1...100_000_000)
         case "--max-connections":
             config.maxConnections = try count(option, try value(option, inline), range: 1...10_000_000)
+        case "--max-connections-per-client":
+            config.maxConnectionsPerClient = try count(option, try value(option, inline), range: 0...10_000_000)
+        case "--max-subscribers-per-inbox":
+            config.maxSubscribersPerInbox = try count(option, try value(option, inline), range: 0...10_000_000)
         case "--header-timeout": config.headerTimeout = try seconds(option, try value(option, inline), max: 3600)
         case "--idle-timeout": config.idleTimeout = try seconds(option, try value(option, inline), max: 86400)
         case "--write-timeout": config.writeTimeout = try seconds(option, try value(option, inline), max: 3600)

@@ -12,6 +12,7 @@ final class Listener: EventHandler, TimerTarget {
     enum Kind {
         case http
         case ingest
+        case admin
     }
 
     let fd: Int32

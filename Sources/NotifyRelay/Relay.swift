@@ -19,6 +19,10 @@ struct RelaySettings {
     var streamPingMilliseconds: Int64
     var streamMaxAgeMilliseconds: Int64
     var streamMaxBufferBytes: Int
+    /// 0 means no limit.
+    var maxConnectionsPerClient: Int
+    /// 0 means no limit.
+    var maxSubscribersPerInbox: Int
 }
 
 public final class Relay {
@@ -35,16 +39,18 @@ public final class Relay {
     private var socketPath: String? = nil
     private var httpConnections: [Int: HTTPConnection] = [:]
     private var ingestConnections: [Int: IngestConnection] = [:]
+    /// Client address of each HTTP connection by descriptor, kept only while
+    /// --max-connections-per-client is set, and the open count per address.
+    private var clientOfDescriptor: [Int32: String] = [:]
+    private var connectionsPerClient: [String: Int] = [:]
     private var nextConnectionID = 1
     private(set) var shuttingDown = false
     private var housekeeping: Housekeeping? = nil
     private var responseCache: ResponseCacheEntry? = nil
 
-    /// Counters reported in the shutdown log line.
-    private(set) var eventsPublished = 0
-    private(set) var ingestErrors = 0
-    private(set) var badRequests = 0
-    private(set) var responsesSent = 0
+    /// Counters for the admin listener's /metrics and the shutdown log line.
+    var statistics = RelayStatistics()
+    private var notifier: ServiceNotifier? = nil
 
     /// Time allowed for in-flight responses after a shutdown signal.
     static let shutdownGraceMilliseconds: Int64 = 3000
@@ -71,7 +77,9 @@ public final class Relay {
             maxConnections: config.maxConnections ?? Relay.defaultMaxConnections(),
             streamPingMilliseconds: Int64(config.ssePing * 1000),
             streamMaxAgeMilliseconds: Int64(config.sseMaxAge * 1000),
-            streamMaxBufferBytes: config.sseMaxBuffer)
+            streamMaxBufferBytes: config.sseMaxBuffer,
+            maxConnectionsPerClient: config.maxConnectionsPerClient,
+            maxSubscribersPerInbox: config.maxSubscribersPerInbox)
     }
 
     /// The open-file limit minus a reserve for listeners, ingest clients and the process itself.
@@ -84,8 +92,10 @@ public final class Relay {
 
     // MARK: Start-up
 
-    /// Opens every listener; throws a message for the operator on failure.
-    func open(socketPath: String) throws(ListenError) {
+    /// Opens every listener, taking those the service manager passed in
+    /// (socket activation) before creating the rest; throws a message for
+    /// the operator on failure.
+    func open(socketPath: String, environment: [String: String]) throws(ListenError) {
         do {
             let source = try SignalSource(relay: self)
             try loop.epoll.add(source.fd, interest: .readable, handler: source)
@@ -93,12 +103,37 @@ public final class Relay {
         } catch {
             throw ListenError(description: "cannot set up signal handling: \(error)")
         }
-        for address in config.listen {
-            try addListener(try listenTCP(address), kind: .http, name: "http \(address)")
+        notifier = ServiceNotifier(environment: environment)
+
+        let activated = try takeActivatedSockets(environment: environment)
+        for socket in activated {
+            let kind: Listener.Kind
+            switch socket.role {
+            case .http: kind = .http
+            case .ingest: kind = .ingest
+            case .admin: kind = .admin
+            }
+            try addListener(socket.fd, kind: kind, name: socket.name)
         }
-        let ingestFD = try listenUnix(path: socketPath, mode: config.socketMode, group: config.socketGroup)
-        self.socketPath = socketPath
-        try addListener(ingestFD, kind: .ingest, name: "ingest \(socketPath)")
+        if !activated.contains(where: { $0.role == .http }) {
+            for address in config.listen {
+                try addListener(try listenTCP(address), kind: .http, name: "http \(address)")
+            }
+        }
+        if !activated.contains(where: { $0.role == .ingest }) {
+            // A socket passed in by the service manager belongs to it: only one created here is removed at exit.
+            let ingestFD = try listenUnix(path: socketPath, mode: config.socketMode, group: config.socketGroup)
+            self.socketPath = socketPath
+            try addListener(ingestFD, kind: .ingest, name: "ingest \(socketPath)")
+        }
+        if let address = config.adminListen, !activated.contains(where: { $0.role == .admin }) {
+            try addListener(try listenTCP(address), kind: .admin, name: "admin \(address)")
+            if !address.isLoopback {
+                logger.warning(
+                    "admin listener on a non-loopback address: anyone who can reach it can read metrics and publish",
+                    [("address", address.description)])
+            }
+        }
         if let address = config.ingestTCP {
             try addListener(try listenTCP(address), kind: .ingest, name: "ingest tcp \(address)")
             if !address.isLoopback {
@@ -122,8 +157,21 @@ public final class Relay {
         listeners.append(listener)
     }
 
-    /// Ports actually bound by the HTTP listeners, in option order.
-    var httpPorts: [UInt16] { listeners.filter { $0.kind == .http }.map { boundPort($0.fd) } }
+    /// Addresses actually bound by the HTTP listeners, as `HOST:PORT`, in order.
+    var httpAddresses: [String] { listeners.filter { $0.kind == .http }.map { boundAddress($0.fd) } }
+
+    /// Address bound by the admin listener, if one is open.
+    var adminAddress: String? { listeners.first { $0.kind == .admin }.map { boundAddress($0.fd) } }
+
+    /// Names of the listeners taken from the service manager.
+    var activatedListenerNames: [String] { listeners.filter { $0.name.hasPrefix("activated") }.map(\.name) }
+
+    /// Sends a state line such as `READY=1` to the service manager, if it asked for them.
+    func notifyServiceManager(_ state: String) {
+        if let error = notifier?.send(state) {
+            logger.warning("cannot notify the service manager", [("error", error)])
+        }
+    }
 
     /// Port bound by the TCP ingest listener, if one is open.
     var ingestTCPPort: UInt16? {
@@ -141,10 +189,27 @@ public final class Relay {
         let id = nextConnectionID
         nextConnectionID += 1
         switch listener.kind {
+        case .admin:
+            // Admin connections skip --max-connections, so metrics stay readable at the limit.
+            let connection = HTTPConnection(fd: fd, id: id, relay: self, isAdmin: true)
+            guard register(fd, connection) else { return }
+            httpConnections[id] = connection
+            connection.start()
         case .http:
             guard httpConnections.count < settings.maxConnections else {
-                rejectOverLimit(fd)
+                reject(fd, status: .serviceUnavailable, reason: "max_connections", message: "too many connections: try again later")
                 return
+            }
+            if settings.maxConnectionsPerClient > 0 {
+                let client = socketAddress(fd, peer: true)?.host ?? "?"
+                guard connectionsPerClient[client, default: 0] < settings.maxConnectionsPerClient else {
+                    reject(
+                        fd, status: .tooManyRequests, reason: "max_connections_per_client",
+                        message: "too many connections from \(client): try again later")
+                    return
+                }
+                connectionsPerClient[client, default: 0] += 1
+                clientOfDescriptor[fd] = client
             }
             // Responses and stream events are written whole, so Nagle's algorithm
             // would only delay them behind the client's delayed ACK (about 40 ms).
@@ -173,19 +238,24 @@ public final class Relay {
         }
     }
 
-    /// Answers 503 at once and closes, without keeping any state for the client.
-    private func rejectOverLimit(_ fd: Int32) {
+    /// Answers `status` at once and closes, without keeping any state for the client.
+    private func reject(_ fd: Int32, status: HTTPStatus, reason: String, message: String) {
         // No request was read, so the Origin is unknown: only a `*` policy can be applied.
         let corsFields = cors.origins.contains("*") ? cors.fields(origin: nil) : []
-        let response = HTTPResponse.text(
-            .serviceUnavailable, "too many connections: try again later", fields: [("Retry-After", "5")] + corsFields)
+        let response = HTTPResponse.text(status, message, fields: [("Retry-After", "5")] + corsFields)
         _ = try? writeNonBlocking(fd, response.serialized(keepAlive: false), from: 0)
-        countResponse(.serviceUnavailable)
+        countResponse(status)
+        statistics.rejectedConnections[reason, default: 0] += 1
+        warnRateLimited("connection rejected at a limit", [("reason", reason), ("status", String(status.rawValue))])
         close(fd)
     }
 
     func httpConnectionClosed(_ connection: HTTPConnection) {
         httpConnections[connection.subscriberID] = nil
+        if let client = clientOfDescriptor.removeValue(forKey: connection.fd) {
+            let remaining = connectionsPerClient[client, default: 1] - 1
+            connectionsPerClient[client] = remaining > 0 ? remaining : nil
+        }
         stopIfDrained()
     }
 
@@ -220,16 +290,22 @@ public final class Relay {
             countIngestError()
             return .failure(IngestError(firstError?.description ?? "no valid recipient"))
         }
+        return .success(publish(record, to: inboxes, source: peer))
+    }
+
+    /// Publishes `record` to `inboxes`, wakes their subscribers and logs one line.
+    /// Returns the cursor of the last event.
+    func publish(_ record: MailRecord, to inboxes: [Inbox], source: String) -> String {
         let waiting = inboxes.reduce(0) { $0 + (hub.inboxes[$1.key]?.subscribers.count ?? 0) }
         let cursor = hub.publish(record, to: inboxes, now: EventLoop.now(), wallClock: time(nil))
-        eventsPublished += inboxes.count
+        statistics.eventsReceived += Set(inboxes.map(\.key)).count
         logger.info(
             "mail notified",
             [
                 ("inboxes", inboxes.map(\.key).joined(separator: ",")), ("cursor", cursor),
-                ("queue_id", record.queueId ?? "-"), ("subscribers", String(waiting)),
+                ("queue_id", record.queueId ?? "-"), ("subscribers", String(waiting)), ("source", source),
             ])
-        return .success(cursor)
+        return cursor
     }
 
     /// The serialized long-poll answer for new events, built once per fan-out
@@ -272,15 +348,39 @@ public final class Relay {
         logger.warning(message, fields + [("suppressed", String(suppressed))])
     }
 
-    func countIngestError() { ingestErrors += 1 }
-    func countBadRequest() { badRequests += 1 }
-    func countResponse(_ status: HTTPStatus) { responsesSent += 1 }
+    func countIngestError() { statistics.ingestErrors += 1 }
+    func countBadRequest() { statistics.badRequests += 1 }
+    func countResponse(_ status: HTTPStatus) { statistics.responses[status.rawValue, default: 0] += 1 }
+    func countEventsSent(_ count: Int) { statistics.eventsSent += count }
+
+    /// The first inbox of a waiting action that has reached
+    /// --max-subscribers-per-inbox, or nil when the action may go ahead.
+    func fullInbox(for action: RouteAction) -> String? {
+        let limit = settings.maxSubscribersPerInbox
+        guard limit > 0 else { return nil }
+        let target: SubscriptionTarget
+        switch action {
+        case .wait(let waiting, _, _): target = waiting
+        case .stream(let streaming, _): target = streaming
+        case .respond: return nil
+        }
+        var full: String? = nil
+        target.forEachKey { key in
+            if full == nil, (hub.inboxes[key]?.subscribers.count ?? 0) >= limit { full = key }
+        }
+        if full != nil { statistics.rejectedConnections["max_subscribers_per_inbox", default: 0] += 1 }
+        return full
+    }
+
+    /// Open HTTP connections (admin ones included) and ingest connections.
+    var openConnectionCounts: (http: Int, ingest: Int) { (httpConnections.count, ingestConnections.count) }
 
     // MARK: Shutdown
 
     func beginShutdown(signal: Int32) {
         guard !shuttingDown else { return }
         shuttingDown = true
+        notifyServiceManager("STOPPING=1")
         logger.info(
             "shutting down", [("signal", String(signal)), ("connections", String(httpConnections.count)),
                                ("subscribers", String(hub.subscriberCount))])
@@ -310,8 +410,11 @@ public final class Relay {
         for connection in Array(httpConnections.values) { connection.close() }
         for connection in Array(ingestConnections.values) { connection.close() }
         logger.info(
-            "stopped", [("events", String(eventsPublished)), ("ingest_errors", String(ingestErrors)),
-                         ("responses", String(responsesSent))])
+            "stopped",
+            [
+                ("events", String(statistics.eventsReceived)), ("ingest_errors", String(statistics.ingestErrors)),
+                ("responses", String(statistics.responses.values.reduce(0, +))),
+            ])
         loop.stop()
     }
 

@@ -40,17 +40,24 @@ private func runRelay(_ config: RelayConfig) -> Int32 {
 
     do {
         let relay = try Relay(config: config, logger: logger)
-        try relay.open(socketPath: socketPath)
+        try relay.open(socketPath: socketPath, environment: currentEnvironment())
         var fields: [(String, String)] = [
             ("version", relayVersion), ("pid", String(getpid())),
-            ("http", zip(config.listen, relay.httpPorts).map { "\($0.host):\($1)" }.joined(separator: ",")),
+            ("http", relay.httpAddresses.joined(separator: ",")),
             ("socket", socketPath), ("domains", config.domains.isEmpty ? "-" : config.domains.joined(separator: ",")),
             ("max_connections", String(relay.settings.maxConnections)),
         ]
         if let address = config.ingestTCP, let port = relay.ingestTCPPort {
             fields.append(("ingest_tcp", "\(address.host):\(port)"))
         }
+        if let admin = relay.adminAddress {
+            fields.append(("admin", admin))
+        }
+        if !relay.activatedListenerNames.isEmpty {
+            fields.append(("activated", relay.activatedListenerNames.joined(separator: ",")))
+        }
         logger.info("relay started", fields)
+        relay.notifyServiceManager("READY=1\nMAINPID=\(getpid())\nSTATUS=Waiting for mail on \(relay.httpAddresses.joined(separator: ", "))")
         try relay.run()
         return 0
     } catch let error as ListenError {

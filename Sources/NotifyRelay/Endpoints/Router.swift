@@ -200,7 +200,9 @@ func eventsResponse(
             body += "New mail for: \(event.inboxKey)\n"
         }
     }
-    return HTTPResponse(
+    var response = HTTPResponse(
         status: .ok, fields: [("Content-Type", contentType), ("Notify-Cursor", cursor)] + commonResponseFields,
         body: Array(body.utf8))
+    response.eventCount = events.count
+    return response
 }

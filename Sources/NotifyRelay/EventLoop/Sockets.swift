@@ -91,17 +91,37 @@ func listenTCP(_ address: ListenAddress, backlog: Int32 = 4096) throws(ListenErr
 
 /// The port a listener is bound to (useful with port 0).
 func boundPort(_ fd: Int32) -> UInt16 {
+    socketAddress(fd, peer: false)?.port ?? 0
+}
+
+/// The local address of a TCP socket as `HOST:PORT` (`[HOST]:PORT` for IPv6).
+func boundAddress(_ fd: Int32) -> String {
+    guard let address = socketAddress(fd, peer: false) else { return "?" }
+    return address.host.contains(":") ? "[\(address.host)]:\(address.port)" : "\(address.host):\(address.port)"
+}
+
+/// The numeric host and port of a TCP socket's local or peer address; nil for other families.
+func socketAddress(_ fd: Int32, peer: Bool) -> (host: String, port: UInt16)? {
     var storage = sockaddr_storage()
     var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-    _ = withUnsafeMutablePointer(to: &storage) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+    let result = withUnsafeMutablePointer(to: &storage) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { peer ? getpeername(fd, $0, &length) : getsockname(fd, $0, &length) }
     }
-    return withUnsafeBytes(of: &storage) { raw in
-        let family = raw.load(as: sa_family_t.self)
-        if Int32(family) == AF_INET6 {
-            return UInt16(bigEndian: raw.load(as: sockaddr_in6.self).sin6_port)
+    guard result == 0 else { return nil }
+    var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN) + 1)
+    return withUnsafeBytes(of: &storage) { raw -> (host: String, port: UInt16)? in
+        switch Int32(raw.load(as: sa_family_t.self)) {
+        case AF_INET6:
+            var v6 = raw.load(as: sockaddr_in6.self)
+            inet_ntop(AF_INET6, &v6.sin6_addr, &text, socklen_t(text.count))
+            return (String(cString: text), UInt16(bigEndian: v6.sin6_port))
+        case AF_INET:
+            var v4 = raw.load(as: sockaddr_in.self)
+            inet_ntop(AF_INET, &v4.sin_addr, &text, socklen_t(text.count))
+            return (String(cString: text), UInt16(bigEndian: v4.sin_port))
+        default:
+            return nil
         }
-        return UInt16(bigEndian: raw.load(as: sockaddr_in.self).sin_port)
     }
 }
 

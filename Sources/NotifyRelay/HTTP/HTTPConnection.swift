@@ -50,10 +50,14 @@ final class HTTPConnection: EventHandler, TimerTarget, Subscriber {
     var timerIndex = -1
     var timerDeadline: Int64 = 0
 
-    init(fd: Int32, id: Int, relay: Relay) {
+    /// True on the admin listener, which serves /metrics, /healthz and /publish.
+    private let isAdmin: Bool
+
+    init(fd: Int32, id: Int, relay: Relay, isAdmin: Bool = false) {
         self.fd = fd
         self.subscriberID = id
         self.relay = relay
+        self.isAdmin = isAdmin
     }
 
     /// Starts serving: the client must send its first head within the head timeout.
@@ -130,9 +134,42 @@ final class HTTPConnection: EventHandler, TimerTarget, Subscriber {
             relay.countBadRequest()
             send(.text(error.status, error.reason), keepAlive: false, isHead: false)
         case .complete(let head, let consumed):
+            if isAdmin {
+                handleAdmin(head, buffer: buffer, headBytes: consumed)
+                return
+            }
             input = consumed == buffer.count ? nil : Array(buffer[consumed...])
             handle(head)
         }
+    }
+
+    /// Serves an admin request once its body, if any, is fully buffered. The
+    /// head stays in `input` until then, and is parsed again on the next read.
+    private func handleAdmin(_ head: HTTPRequestHead, buffer: [UInt8], headBytes: Int) {
+        var bodyLength = 0
+        if head.field("transfer-encoding") != nil {
+            input = nil
+            send(.text(.badRequest, "chunked bodies are not accepted: send Content-Length"), keepAlive: false, isHead: false)
+            return
+        }
+        if let text = head.field("content-length") {
+            guard let length = Int(text), length >= 0 else {
+                input = nil
+                send(.text(.badRequest, "invalid Content-Length \(quotedForMessage(text))"), keepAlive: false, isHead: false)
+                return
+            }
+            guard length <= maxPublishBodyBytes else {
+                input = nil
+                send(.text(.payloadTooLarge, "body larger than \(maxPublishBodyBytes) bytes"), keepAlive: false, isHead: false)
+                return
+            }
+            bodyLength = length
+        }
+        guard buffer.count >= headBytes + bodyLength else { return }
+        let body = Array(buffer[headBytes..<(headBytes + bodyLength)])
+        input = buffer.count == headBytes + bodyLength ? nil : Array(buffer[(headBytes + bodyLength)...])
+        let response = routeAdmin(head, body: body, relay: relay)
+        send(response, keepAlive: head.keepAlive && !relay.shuttingDown, isHead: head.method == "HEAD")
     }
 
     private func handle(_ head: HTTPRequestHead) {
@@ -155,7 +192,13 @@ final class HTTPConnection: EventHandler, TimerTarget, Subscriber {
             send(response, keepAlive: keepAlive, isHead: false)
             return
         }
-        switch route(head, hub: relay.hub, settings: relay.routerSettings) {
+        let action = route(head, hub: relay.hub, settings: relay.routerSettings)
+        if let full = relay.fullInbox(for: action) {
+            let message = "too many clients are waiting on \(full): try again later"
+            send(.text(.serviceUnavailable, message, fields: [("Retry-After", "5")]), keepAlive: keepAlive, isHead: isHead)
+            return
+        }
+        switch action {
         case .respond(let response):
             send(response, keepAlive: keepAlive, isHead: isHead)
         case .wait(let target, let format, let timeout):
@@ -175,6 +218,7 @@ final class HTTPConnection: EventHandler, TimerTarget, Subscriber {
             unsubscribeAll(target)
             let corsFields = relay.cors.fields(origin: origin)
             relay.countResponse(.ok)
+            relay.countEventsSent(events.count)
             output = relay.cachedEventsBytes(
                 target, events, cursor: cursor, format: format, keepAlive: keepAlive, corsFields: corsFields)
             outputOffset = 0
@@ -183,6 +227,7 @@ final class HTTPConnection: EventHandler, TimerTarget, Subscriber {
         case .streaming:
             var text = ""
             for event in events { text += EventStream.mail(event) }
+            relay.countEventsSent(events.count)
             appendStreamOutput(text)
         default:
             break
@@ -227,6 +272,7 @@ final class HTTPConnection: EventHandler, TimerTarget, Subscriber {
         var text = EventStream.preamble(
             cursor: cursor, gap: backlog.gap, keys: target.keys, backlogIsEmpty: backlog.events.isEmpty)
         for event in backlog.events { text += EventStream.mail(event) }
+        relay.countEventsSent(backlog.events.count)
         if backlog.events.isEmpty && !backlog.gap { text += EventStream.cursorOnly(cursor) }
         setTimer(.streamPing, after: nextStreamTimer(stream))
         // The backlog a resuming client asked for does not count against the cap.
@@ -284,6 +330,7 @@ final class HTTPConnection: EventHandler, TimerTarget, Subscriber {
 
     private func send(_ response: HTTPResponse, keepAlive: Bool, isHead: Bool) {
         relay.countResponse(response.status)
+        relay.countEventsSent(response.eventCount)
         var response = response
         response.fields += relay.cors.fields(origin: origin)
         self.keepAlive = keepAlive

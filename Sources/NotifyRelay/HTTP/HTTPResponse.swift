@@ -12,6 +12,7 @@ enum HTTPStatus: Int {
     case requestTimeout = 408
     case payloadTooLarge = 413
     case uriTooLong = 414
+    case tooManyRequests = 429
     case headerFieldsTooLarge = 431
     case internalServerError = 500
     case notImplemented = 501
@@ -28,6 +29,7 @@ enum HTTPStatus: Int {
         case .requestTimeout: return "Request Timeout"
         case .payloadTooLarge: return "Content Too Large"
         case .uriTooLong: return "URI Too Long"
+        case .tooManyRequests: return "Too Many Requests"
         case .headerFieldsTooLarge: return "Request Header Fields Too Large"
         case .internalServerError: return "Internal Server Error"
         case .notImplemented: return "Not Implemented"
@@ -42,6 +44,8 @@ struct HTTPResponse {
     var status: HTTPStatus
     var fields: [(String, String)] = []
     var body: [UInt8] = []
+    /// Mail events carried in the body, for the relay's counters.
+    var eventCount = 0
 
     init(status: HTTPStatus, fields: [(String, String)] = [], body: [UInt8] = []) {
         self.status = status
