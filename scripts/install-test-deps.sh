@@ -2,7 +2,8 @@
 # Install the Debian packages that the tests need: Postfix (the real MTA that
 # tests/e2e runs the contrib/postfix configuration with), nginx (for the
 # contrib/nginx configuration in tests/nginx), Chromium with its WebDriver and
-# Debian's Selenium (for tests/browser), curl, Python 3 and make.
+# Debian's Selenium (for tests/browser), systemd's tools and strace (for
+# tests/systemd), curl, Python 3 and make.
 #
 # Idempotent and noninteractive: packages already installed are skipped, and
 # apt-get runs only when something is missing. Postfix is preseeded with
@@ -18,7 +19,7 @@
 
 set -euo pipefail
 
-packages=(postfix nginx chromium chromium-driver python3-selenium curl python3 make)
+packages=(postfix nginx chromium chromium-driver python3-selenium systemd strace util-linux curl python3 make)
 
 missing=()
 for package in "${packages[@]}"; do

@@ -95,7 +95,7 @@ public final class Relay {
     /// Opens every listener, taking those the service manager passed in
     /// (socket activation) before creating the rest; throws a message for
     /// the operator on failure.
-    func open(socketPath: String, environment: [String: String]) throws(ListenError) {
+    func open(environment: [String: String]) throws(ListenError) {
         do {
             let source = try SignalSource(relay: self)
             try loop.epoll.add(source.fd, interest: .readable, handler: source)
@@ -122,6 +122,16 @@ public final class Relay {
         }
         if !activated.contains(where: { $0.role == .ingest }) {
             // A socket passed in by the service manager belongs to it: only one created here is removed at exit.
+            // The default path is resolved only here, so an activated relay needs no HOME or XDG_RUNTIME_DIR.
+            let socketPath: String
+            if let path = config.socketPath {
+                socketPath = path
+            } else {
+                switch IngestSocketPath.resolve(environment: environment) {
+                case .success(let path): socketPath = path
+                case .failure(let error): throw ListenError(description: error.description)
+                }
+            }
             let ingestFD = try listenUnix(path: socketPath, mode: config.socketMode, group: config.socketGroup)
             self.socketPath = socketPath
             try addListener(ingestFD, kind: .ingest, name: "ingest \(socketPath)")
@@ -155,6 +165,13 @@ public final class Relay {
             throw ListenError(description: "cannot watch \(name): \(error)")
         }
         listeners.append(listener)
+    }
+
+    /// The ingest sockets for the start-up log line: paths, or activated descriptors.
+    var ingestDescription: String {
+        listeners.filter { $0.kind == .ingest && !$0.name.hasPrefix("ingest tcp") }
+            .map { $0.name.hasPrefix("ingest ") ? String($0.name.dropFirst("ingest ".count)) : $0.name }
+            .joined(separator: ",")
     }
 
     /// Addresses actually bound by the HTTP listeners, as `HOST:PORT`, in order.

@@ -26,25 +26,13 @@ public func relayMain(arguments: [String]) -> Int32 {
 
 private func runRelay(_ config: RelayConfig) -> Int32 {
     let logger = Logger(minimumLevel: config.logLevel, sinks: .stderr)
-    let socketPath: String
-    if let path = config.socketPath {
-        socketPath = path
-    } else {
-        switch IngestSocketPath.resolve() {
-        case .success(let path): socketPath = path
-        case .failure(let error):
-            printError("notify-relay: \(error.description)")
-            return SysExit.config.rawValue
-        }
-    }
-
     do {
         let relay = try Relay(config: config, logger: logger)
-        try relay.open(socketPath: socketPath, environment: currentEnvironment())
+        try relay.open(environment: currentEnvironment())
         var fields: [(String, String)] = [
             ("version", relayVersion), ("pid", String(getpid())),
             ("http", relay.httpAddresses.joined(separator: ",")),
-            ("socket", socketPath), ("domains", config.domains.isEmpty ? "-" : config.domains.joined(separator: ",")),
+            ("socket", relay.ingestDescription), ("domains", config.domains.isEmpty ? "-" : config.domains.joined(separator: ",")),
             ("max_connections", String(relay.settings.maxConnections)),
         ]
         if let address = config.ingestTCP, let port = relay.ingestTCPPort {

@@ -25,8 +25,9 @@ struct ActivatedSocket {
 /// for this process (none when the variables are absent or name another PID).
 ///
 /// Roles come from the names (`FileDescriptorName=` in the .socket unit):
-/// `http`, `ingest` or `admin`. An unnamed socket is an HTTP listener when it
-/// is TCP and the ingest socket when it is a Unix stream socket.
+/// `http`, `ingest` or `admin`. An unnamed socket, or one named after its
+/// unit (`notify-relay.socket`, systemd's default name), is an HTTP listener
+/// when it is TCP and the ingest socket when it is a Unix stream socket.
 func takeActivatedSockets(environment: [String: String]) throws(ListenError) -> [ActivatedSocket] {
     guard let pidText = environment["LISTEN_PID"], let countText = environment["LISTEN_FDS"] else { return [] }
     guard let pid = Int32(pidText), pid == getpid() else { return [] }
@@ -47,7 +48,8 @@ func takeActivatedSockets(environment: [String: String]) throws(ListenError) -> 
         let role: ActivatedSocket.Role
         if let named = ActivatedSocket.Role(rawValue: givenName) {
             role = named
-        } else if givenName.isEmpty || givenName == "unknown" || givenName == "stored" {
+        } else if givenName.isEmpty || givenName == "unknown" || givenName == "stored" || givenName.hasSuffix(".socket") {
+            // systemd names a socket after its unit when FileDescriptorName= is not set.
             role = family == AF_UNIX ? .ingest : .http
         } else {
             throw ListenError(
