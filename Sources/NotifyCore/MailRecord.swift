@@ -13,7 +13,8 @@
 
 /// One delivered message as notify-deliver reports it.
 public struct MailRecord: Sendable, Equatable {
-    /// Envelope recipients as given by the MTA, before normalization.
+    /// Envelope recipients. notify-deliver sends them normalized with its own
+    /// policy; the relay normalizes them again with its own.
     public var recipients: [String]
     /// The decoded From header field.
     public var from: String?

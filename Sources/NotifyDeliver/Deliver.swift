@@ -4,6 +4,8 @@
 // a terminal, for the header block and the size. Choose and check the
 // recipients and build the record. Print it (--dry-run) or send it. Map the
 // outcome to an exit status with `exitStatus(for:interactive:tempfail:)`.
+// With --exec, `runWrapped` (WrapperMode.swift) runs the delivery program
+// first and sends the same record only when that program succeeded.
 //
 // Time: the whole run is bounded by --timeout, counted from the start of
 // `run`. Reading stdin may use all but a reserve of min(1 s, timeout / 2),
@@ -53,10 +55,21 @@ public func run(
         options = parsed
     case .failure(let error):
         applyVerbose(error.partialOptions, to: &logger)
+        if error.partialOptions.execArguments != nil {
+            // The delivery program was not run, so exit 0 would lose the message.
+            let status = interactive ? SysExit.usage.rawValue : SysExit.tempFail.rawValue
+            logger.error("\(error.message) (the delivery program was not run)", [("exit_status", String(status))])
+            return status
+        }
         logger.error(error.message)
         return exitStatus(for: .usageError, interactive: interactive, tempfail: error.partialOptions.tempfail)
     }
     applyVerbose(options, to: &logger)
+    if let program = options.execArguments {
+        return runWrapped(
+            program: program, options: options, environment: environment, stdinFD: stdinFD,
+            interactive: interactive, stdoutFD: stdoutFD, logger: logger)
+    }
 
     let deadline = Deadline(seconds: options.timeoutSeconds, after: start)
     let timeoutStatus = exitStatus(for: .relayUnreachable, interactive: interactive, tempfail: options.tempfail)
@@ -75,9 +88,20 @@ func deliver(
     stdoutFD: Int32, logger: Logger
 ) -> RunOutcome {
     let (headers, size) = readStdin(stdinFD, deadline: deadline, timeoutSeconds: options.timeoutSeconds, logger: logger)
+    return notify(
+        headers: headers, size: size, options: options, environment: environment, deadline: deadline,
+        stdoutFD: stdoutFD, logger: logger)
+}
 
+/// Chooses the recipients, builds the record from the message's header fields
+/// and size, and prints (--dry-run) or sends it.
+func notify(
+    headers: HeaderBlock, size: Int?, options: DeliverOptions, environment: [String: String], deadline: Deadline,
+    stdoutFD: Int32, logger: Logger
+) -> RunOutcome {
     let (raw, source) = selectRecipients(arguments: options.recipients, environment: environment, headers: headers)
-    let (recipients, invalid) = validateRecipients(raw)
+    let policy = InboxPolicy(subaddressDelimiters: options.subaddressDelimiters)
+    let (recipients, invalid) = validateRecipients(raw, policy: policy)
     for error in invalid {
         logger.warning("invalid recipient dropped", [("source", source.label), ("error", error.description)])
     }
@@ -141,11 +165,7 @@ func readStdin(
     let readDeadline = deadline.earlier(by: min(1, timeoutSeconds / 2))
     let (reader, end) = readMessage(fd: fd, deadline: readDeadline)
     let headers = reader.headerBlock
-    if reader.headerTruncated {
-        logger.warning(
-            "header block longer than \(reader.headerLimit) bytes: later header fields ignored",
-            [("size", String(reader.size))])
-    }
+    logHeaderTruncation(reader, logger: logger)
 
     switch end {
     case .endOfInput:
@@ -156,6 +176,14 @@ func readStdin(
         logger.warning("\(call) on stdin failed: \(errnoText(code))", [("bytes_read", String(reader.size))])
     }
     return (headers, nil)
+}
+
+/// Logs a warning when the header block was longer than the reader keeps.
+func logHeaderTruncation(_ reader: MessageReader, logger: Logger) {
+    guard reader.headerTruncated else { return }
+    logger.warning(
+        "header block longer than \(reader.headerLimit) bytes: later header fields ignored",
+        [("size", String(reader.size))])
 }
 
 private func applyVerbose(_ options: DeliverOptions, to logger: inout Logger) {

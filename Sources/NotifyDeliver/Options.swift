@@ -1,11 +1,15 @@
 // Command-line options of notify-deliver and its help text.
 //
 // Accepted forms: `--name value`, `--name=value`, and `--` to end the options,
-// after which every argument is a recipient (one may start with `-`).
+// after which every argument is a recipient (one may start with `-`) up to an
+// `--exec`. `--exec PROGRAM` ends the command line of notify-deliver: PROGRAM
+// and every argument after it form the delivery program's command line.
 //
 // Trust boundary: the arguments come from the MTA configuration (master.cf, an
 // Exim transport, a .forward file), so they are the admin's or a local user's.
 // Recipients given here are validated later, with the other recipient sources.
+
+import NotifyCore
 
 /// The settings of one notify-deliver run.
 public struct DeliverOptions: Equatable, Sendable {
@@ -21,6 +25,12 @@ public struct DeliverOptions: Equatable, Sendable {
     public var verbose = false
     /// Recipients given as arguments, in order.
     public var recipients: [String] = []
+    /// Sub-address delimiters (--subaddress-delimiter), cut from recipients before they are sent.
+    public var subaddressDelimiters: [UInt8] = []
+    /// The delivery program and its arguments (--exec), or nil when notify-deliver
+    /// only notifies. In the partial options of a usage error it is empty when
+    /// the command line contains `--exec` but could not be read up to its program.
+    public var execArguments: [String]? = nil
 
     /// Default for --timeout, in seconds.
     public static let defaultTimeoutSeconds = 5.0
@@ -58,7 +68,8 @@ public func parseCommandLine(_ arguments: [String]) -> Result<CommandLineRequest
     while index < arguments.count {
         let argument = arguments[index]
         index += 1
-        if optionsEnded || !argument.hasPrefix("-") || argument == "-" {
+        let isExec = argument == "--exec" || argument.hasPrefix("--exec=")
+        if !isExec && (optionsEnded || !argument.hasPrefix("-") || argument == "-") {
             options.recipients.append(argument)
             continue
         }
@@ -80,6 +91,11 @@ public func parseCommandLine(_ arguments: [String]) -> Result<CommandLineRequest
             let flags = arguments[index...].prefix { $0 != "--" }
             partial.verbose = partial.verbose || flags.contains("--verbose")
             partial.tempfail = partial.tempfail || flags.contains("--tempfail")
+            // With --exec anywhere, the caller must not exit 0: that would tell
+            // the MTA the message was delivered when no program stored it.
+            if partial.execArguments == nil, arguments.contains(where: { $0 == "--exec" || $0.hasPrefix("--exec=") }) {
+                partial.execArguments = []
+            }
             return .failure(UsageError(message: message, partialOptions: partial))
         }
         func takeValue() -> String? {
@@ -114,6 +130,22 @@ public func parseCommandLine(_ arguments: [String]) -> Result<CommandLineRequest
                         + "and at most \(Int(DeliverOptions.maxTimeoutSeconds)), such as 5 or 0.5")
             }
             options.timeoutSeconds = seconds
+        case "--subaddress-delimiter":
+            guard let value = takeValue() else {
+                return fail("missing value for --subaddress-delimiter: expected one or more characters, such as + or +-")
+            }
+            guard let delimiters = InboxPolicy.parseSubaddressDelimiters(value) else {
+                return fail(
+                    "invalid value \(quoted(value)) for --subaddress-delimiter: expected characters from "
+                        + "\(InboxPolicy.allowedSubaddressDelimiters), such as + or +-")
+            }
+            options.subaddressDelimiters = delimiters
+        case "--exec":
+            guard let program = takeValue(), !program.isEmpty else {
+                return fail("missing value for --exec: expected the delivery program, then its arguments")
+            }
+            options.execArguments = [program] + arguments[index...]
+            return .success(.deliver(options))
         default:
             return fail("unknown option \(quoted(name)); run notify-deliver --help for the list of options")
         }
@@ -145,10 +177,17 @@ private func quoted(_ text: String) -> String {
 /// The text printed by --help.
 public let helpText = """
     Usage: notify-deliver [options] [RECIPIENT...]
+           notify-deliver [options] [RECIPIENT...] --exec PROGRAM [ARGUMENT...]
 
     Tells the local notify-relay that a message was delivered, so browsers
     waiting on the recipient's inbox are notified. Run it from the MTA with
     the message on stdin (Postfix pipe(8) or local(8), an Exim pipe transport).
+
+    With --exec, notify-deliver wraps the program that stores the message,
+    such as /usr/lib/dovecot/dovecot-lda or procmail. It copies stdin to
+    PROGRAM's stdin unchanged, a leading mbox "From " line included, waits
+    for PROGRAM and exits with its status. The relay is notified only when
+    PROGRAM exits 0, and a failed notification never changes the status.
 
     Recipients, from the first source that has any:
       1. the RECIPIENT arguments;
@@ -156,6 +195,8 @@ public let helpText = """
          then LOCAL_PART with DOMAIN (Exim);
       3. the headers Delivered-To (topmost), X-Original-To, Envelope-To,
          X-Envelope-To.
+    Recipients are sent normalized: ASCII letters lowercased, sub-addresses
+    cut (see --subaddress-delimiter), Unicode domains as xn-- A-labels.
 
     Options:
       --socket PATH      ingest socket of notify-relay (default: $NOTIFY_RELAY_SOCKET,
@@ -164,14 +205,27 @@ public let helpText = """
                          $HOME/.cache/notify/relay.sock)
       --timeout SECONDS  bound on the whole run, reading stdin included, in
                          seconds; fractions allowed, greater than 0, at most 300
-                         (default: 5)
+                         (default: 5). With --exec it bounds only the
+                         notification, which starts when PROGRAM has exited.
       --tempfail         exit 75 (EX_TEMPFAIL) when the relay cannot be reached
-                         in time, so the MTA retries (default: exit 0)
+                         in time, so the MTA retries (default: exit 0); ignored
+                         with --exec, where a retry would deliver the message twice
+      --subaddress-delimiter CHARS
+                         cut a recipient's local part at the first of CHARS, so
+                         user+tag@example.com notifies user@example.com; as
+                         Postfix's recipient_delimiter, e.g. + or +- (default:
+                         none). Give notify-relay the same setting.
       --dry-run          print the record as one JSON line on stdout and send nothing
       --verbose          also log to stderr, including debug lines
       --help             print this help and exit
       --version          print the version and exit
-      --                 end of options; later arguments are recipients
+      --                 end of options; later arguments are recipients, up
+                         to --exec
+      --exec PROGRAM [ARGUMENT...]
+                         run PROGRAM with these arguments to deliver the
+                         message; must come last. PROGRAM without a "/" is
+                         looked up in $PATH. It runs without a shell, with
+                         notify-deliver's environment, stdout and stderr.
 
     Exit status: with stdin from the MTA (not a terminal), 0 on success and on
     every failure, so a notification never bounces mail; with --tempfail, 75
@@ -179,5 +233,15 @@ public let helpText = """
     error or no recipient, 65 when the relay rejects the record, 69 when the
     relay cannot be reached. Logs go to syslog (facility mail), and to stderr
     as well from a terminal or with --verbose.
+
+    With --exec the status is PROGRAM's: its exit code as it is, or 75
+    (EX_TEMPFAIL) when a signal killed it, because the message may be stored
+    partly or not at all and 75 makes Postfix and Exim retry it later. When
+    PROGRAM cannot be started (not found, not executable), or the command
+    line is invalid, the status is 75 as well, so the MTA keeps the message
+    in its queue instead of losing it (64 from a terminal). Once PROGRAM runs,
+    notify-deliver reads stdin to the end even if PROGRAM stops reading, so
+    the MTA's write never fails; nothing bounds PROGRAM's run time but the
+    MTA's own limit (Postfix: command_time_limit).
 
     """

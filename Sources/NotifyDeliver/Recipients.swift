@@ -12,9 +12,12 @@
 //
 // Trust boundary: arguments and environment come from the MTA; headers come
 // from the message, so a sender can write them. The headers are therefore the
-// last resort, used only when the MTA passes nothing. Each recipient is checked
-// with `InboxPolicy` only to drop garbage. The raw string is kept, because the
-// relay normalizes with its own policy (its domains, sub-address delimiter).
+// last resort, used only when the MTA passes nothing. Each recipient is
+// normalized with `InboxPolicy` (no domain list, the --subaddress-delimiter
+// set): garbage is dropped, and what is sent is the normalized recipient
+// (lowercased, sub-address cut, Unicode domain as A-label). The relay
+// normalizes again with its own policy, which changes nothing when both
+// programs have the same delimiters, because normalizing is idempotent.
 //
 // Known limits: a source with only invalid values still wins over later
 // sources, so a broken MTA setting is logged rather than silently replaced by
@@ -68,9 +71,9 @@ public func selectRecipients(
     return ([], .none)
 }
 
-/// Splits recipients into those `policy` accepts (kept as given, duplicates
-/// and the excess over `MailRecord.maxRecipients` dropped) and the rejected
-/// ones with the reason.
+/// Splits recipients into those `policy` accepts, as the normalized recipient
+/// of their inbox (duplicates after normalizing and the excess over
+/// `MailRecord.maxRecipients` dropped), and the rejected ones with the reason.
 public func validateRecipients(
     _ recipients: [String], policy: InboxPolicy = InboxPolicy()
 ) -> (valid: [String], invalid: [InboxNameError]) {
@@ -81,7 +84,7 @@ public func validateRecipients(
         do {
             let inbox = try policy.normalize(recipient)
             if valid.count < MailRecord.maxRecipients, seen.insert(inbox.recipient).inserted {
-                valid.append(trimSpaces(recipient))
+                valid.append(inbox.recipient)
             }
         } catch {
             invalid.append(error)

@@ -11,6 +11,7 @@ struct RelayConfig {
     var socketMode: mode_t = 0o660
     var socketGroup: gid_t? = nil
     var domains: [String] = []
+    var subaddressDelimiters: [UInt8] = []
     var pollTimeout: Double = 30
     var maxPollTimeout: Double = 120
     var history = 16
@@ -74,6 +75,9 @@ let relayUsage = """
                                 and POST /publish/<inbox> (default: off); keep it on loopback
       --domain DOMAIN           domain served; repeat for several; the first completes
                                 bare names (default: none, inboxes are local parts alone)
+      --subaddress-delimiter CHARS  cut local parts at the first of these characters,
+                                so user+tag and user are one inbox; give notify-deliver
+                                the same value (default: none, user+tag is its own inbox)
       --poll-timeout SECONDS    long-poll wait when the client sends no ?timeout= (default 30)
       --max-poll-timeout SECONDS  largest ?timeout= honoured (default 120)
       --history COUNT           events kept per inbox for clients that reconnect (default 16)
@@ -156,6 +160,14 @@ func parseRelayArguments(_ arguments: [String]) throws(ConfigError) -> RelayComm
             } catch {
                 throw ConfigError(description: "invalid value \(quotedForMessage(domain)) for --domain: \(error.reason)")
             }
+        case "--subaddress-delimiter":
+            let text = try value(option, inline)
+            guard let delimiters = InboxPolicy.parseSubaddressDelimiters(text) else {
+                throw ConfigError(
+                    description: "invalid value \(quotedForMessage(text)) for --subaddress-delimiter: expected characters "
+                        + "from \(InboxPolicy.allowedSubaddressDelimiters), such as + or +-")
+            }
+            config.subaddressDelimiters = delimiters
         case "--poll-timeout": config.pollTimeout = try seconds(option, try value(option, inline), max: 86400)
         case "--max-poll-timeout": config.maxPollTimeout = try seconds(option, try value(option, inline), max: 86400)
         case "--history": config.history = try count(option, try value(option, inline), range: 1...10_000)

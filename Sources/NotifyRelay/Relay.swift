@@ -65,7 +65,7 @@ public final class Relay {
             limits: HistoryLimits(
                 perInbox: config.history, maxAgeMilliseconds: Int64(config.historyAge * 1000),
                 maxTotal: config.historyMaxEvents))
-        policy = InboxPolicy(domains: config.domains)
+        policy = InboxPolicy(domains: config.domains, subaddressDelimiters: config.subaddressDelimiters)
         routerSettings = RouterSettings(
             policy: policy, defaultPollTimeout: config.pollTimeout, maxPollTimeout: config.maxPollTimeout,
             maxInboxesPerRequest: config.maxInboxesPerRequest, demoEnabled: config.demoEnabled)

@@ -7,15 +7,8 @@ final class BinaryTests: XCTestCase {
     /// A message with an mbox From line; the 48 bytes after that line are its size.
     private let message = "From bob@example.org Tue Jan  1 00:00:00 2026\nSubject: Test\nDelivered-To: t@example.com\n\nbody\n"
 
-    /// Finds the binary next to the test bundle in the build products directory.
     private func binaryPath() throws -> String {
-        let executable = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
-        let path = URL(fileURLWithPath: executable).deletingLastPathComponent().appendingPathComponent("notify-deliver").path
-        guard FileManager.default.isExecutableFile(atPath: path) else {
-            XCTFail("notify-deliver not built at \(path): run swift build first")
-            throw XCTSkip("binary missing")
-        }
-        return path
+        try notifyDeliverBinaryPath()
     }
 
     private struct RunResult {

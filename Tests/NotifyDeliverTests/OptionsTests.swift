@@ -78,9 +78,62 @@ final class OptionsTests: XCTestCase {
         XCTAssertEqual(error(["--bogus", "--", "--verbose"])?.partialOptions.verbose, false)
     }
 
+    func testSubaddressDelimiterOption() {
+        XCTAssertEqual(options(["--subaddress-delimiter", "+"])?.subaddressDelimiters, [UInt8(ascii: "+")])
+        XCTAssertEqual(options(["--subaddress-delimiter=+-"])?.subaddressDelimiters, Array("+-".utf8))
+        XCTAssertEqual(options(["--subaddress-delimiter", "++"])?.subaddressDelimiters, [UInt8(ascii: "+")])
+        XCTAssertEqual(options(["--subaddress-delimiter="])?.subaddressDelimiters, [])
+        XCTAssertEqual(options([])?.subaddressDelimiters, [])
+        let cases: [([String], String)] = [
+            (["--subaddress-delimiter"], "missing value for --subaddress-delimiter"),
+            (["--subaddress-delimiter", "a"], "invalid value \"a\" for --subaddress-delimiter"),
+            (["--subaddress-delimiter", "+@"], "invalid value \"+@\" for --subaddress-delimiter"),
+            (["--subaddress-delimiter", "/"], "invalid value \"/\" for --subaddress-delimiter"),
+            (["--subaddress-delimiter", "+ "], "invalid value \"+ \" for --subaddress-delimiter"),
+            (["--subaddress-delimiter", "ü"], "invalid value \"ü\" for --subaddress-delimiter"),
+        ]
+        for (arguments, prefix) in cases {
+            let message = error(arguments)?.message ?? "(parsed without error)"
+            XCTAssertTrue(message.hasPrefix(prefix), "\(arguments): got \(message)")
+        }
+    }
+
+    func testExecTakesRestOfLine() {
+        let parsed = options(["--timeout", "2", "a@x", "--exec", "/usr/lib/dovecot/dovecot-lda", "-d", "a", "--verbose"])
+        XCTAssertEqual(parsed?.execArguments, ["/usr/lib/dovecot/dovecot-lda", "-d", "a", "--verbose"])
+        XCTAssertEqual(parsed?.recipients, ["a@x"])
+        XCTAssertEqual(parsed?.timeoutSeconds, 2)
+        XCTAssertEqual(parsed?.verbose, false)
+        XCTAssertEqual(options(["--exec=/bin/cat"])?.execArguments, ["/bin/cat"])
+        XCTAssertEqual(options(["--exec", "procmail", "--", "--help"])?.execArguments, ["procmail", "--", "--help"])
+        XCTAssertNil(options(["a@x"])?.execArguments)
+    }
+
+    func testExecAfterDoubleDash() {
+        let parsed = options(["--", "-odd@x", "--exec", "/bin/cat", "-u"])
+        XCTAssertEqual(parsed?.recipients, ["-odd@x"])
+        XCTAssertEqual(parsed?.execArguments, ["/bin/cat", "-u"])
+    }
+
+    func testExecErrorsMarkWrapperMode() {
+        let cases: [([String], String)] = [
+            (["--exec"], "missing value for --exec"),
+            (["--exec="], "missing value for --exec"),
+            (["--bogus", "--exec", "/bin/cat"], "unknown option \"--bogus\""),
+            (["--timeout", "x", "--exec=/bin/cat"], "invalid value \"x\" for --timeout"),
+        ]
+        for (arguments, prefix) in cases {
+            let failure = error(arguments)
+            XCTAssertTrue(failure?.message.hasPrefix(prefix) ?? false, "\(arguments): got \(String(describing: failure))")
+            XCTAssertNotNil(failure?.partialOptions.execArguments, "\(arguments): want wrapper mode marked")
+        }
+        XCTAssertNil(error(["--bogus"])?.partialOptions.execArguments)
+    }
+
     func testHelpNamesEveryOption() {
         for option in ["--socket PATH", "--timeout SECONDS", "--tempfail", "--dry-run", "--verbose", "--help",
-                       "--version", "default: 5", "seconds"] {
+                       "--version", "default: 5", "seconds", "--subaddress-delimiter CHARS", "--exec PROGRAM",
+                       "EX_TEMPFAIL"] {
             XCTAssertTrue(helpText.contains(option), "help text lacks \(option)")
         }
     }

@@ -49,11 +49,29 @@ final class RecipientsTests: XCTestCase {
         }
     }
 
-    func testValidationDropsGarbageKeepsRaw() {
+    func testValidationDropsGarbageNormalizes() {
         let result = validateRecipients(["Alice@Example.com", "", "a b@x", "bad/name", "ALICE@example.com", "<b@x>"])
-        XCTAssertEqual(result.valid, ["Alice@Example.com", "<b@x>"])
+        XCTAssertEqual(result.valid, ["alice@example.com", "b@x"])
         XCTAssertEqual(result.invalid.count, 3)
         XCTAssertEqual(result.invalid.first?.input, "")
+    }
+
+    func testValidationStripsSubaddresses() {
+        let policy = InboxPolicy(subaddressDelimiters: Array("+-".utf8))
+        let result = validateRecipients(
+            ["User+News@Example.com", "user-list@example.com", "user@example.com", "other+x"], policy: policy)
+        XCTAssertEqual(result.valid, ["user@example.com", "other"])
+        XCTAssertEqual(result.invalid, [])
+    }
+
+    func testValidationWithoutDelimiterKeepsTags() {
+        let result = validateRecipients(["user+news@example.com", "user@example.com"])
+        XCTAssertEqual(result.valid, ["user+news@example.com", "user@example.com"])
+    }
+
+    func testValidationConvertsUnicodeDomain() {
+        let result = validateRecipients(["Jürgen@Bücher.Example", "jürgen@xn--bcher-kva.example"])
+        XCTAssertEqual(result.valid, ["jürgen@xn--bcher-kva.example"])
     }
 
     func testSender() {
