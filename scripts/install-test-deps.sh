@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian packages that the tests need: Postfix (the real MTA that
-# tests/e2e runs the contrib/postfix configuration with), nginx (for the
+# tests/e2e runs the contrib/postfix configuration with), dovecot-core (its
+# dovecot-lda is the delivery program of the --exec test), nginx (for the
 # contrib/nginx configuration in tests/nginx), Chromium with its WebDriver and
 # Debian's Selenium (for tests/browser), systemd's tools and strace (for
 # tests/systemd), curl, Python 3 and make.
@@ -12,14 +13,14 @@
 # configuration in a temporary directory.
 #
 # While installing, a temporary policy-rc.d stops the package scripts from
-# starting Postfix or nginx as a system service. It is created only when none exists
+# starting Postfix, Dovecot or nginx as a system service. It is created only when none exists
 # and removed on exit.
 #
 # Needs root (CI runs as root). Usage: scripts/install-test-deps.sh
 
 set -euo pipefail
 
-packages=(postfix nginx chromium chromium-driver python3-selenium systemd strace util-linux curl python3 make)
+packages=(postfix dovecot-core nginx chromium chromium-driver python3-selenium systemd strace util-linux curl python3 make)
 
 missing=()
 for package in "${packages[@]}"; do
