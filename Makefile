@@ -17,12 +17,12 @@ BUILD_FLAGS = -c release --static-swift-stdlib
 BIN_DIR = .build/release
 ARGS ?=
 
-.PHONY: build test unit-test e2e-test nginx-test browser-test systemd-test assets-check test-deps run
+.PHONY: build test unit-test e2e-test nginx-test browser-test systemd-test install-test assets-check test-deps run
 
 build:
 	$(SWIFT) build $(BUILD_FLAGS)
 
-test: build assets-check unit-test e2e-test nginx-test browser-test systemd-test
+test: build assets-check unit-test e2e-test nginx-test browser-test systemd-test install-test
 
 unit-test:
 	$(SWIFT) test
@@ -39,6 +39,10 @@ browser-test: build test-deps
 
 systemd-test: build test-deps
 	$(PYTHON) tests/systemd/systemd_test.py --bin-dir $(BIN_DIR)
+
+# Installs into a temporary DESTDIR and runs the installed binaries.
+install-test: build
+	$(PYTHON) tests/install/install_test.py
 
 # Installs Postfix and the other Debian packages the e2e tests use, when missing.
 test-deps:

@@ -20,7 +20,7 @@
 
 set -euo pipefail
 
-packages=(postfix dovecot-core nginx chromium chromium-driver python3-selenium systemd strace util-linux curl python3 make)
+packages=(postfix dovecot-core nginx chromium chromium-driver python3-selenium systemd strace util-linux man-db groff-base curl python3 make)
 
 missing=()
 for package in "${packages[@]}"; do
