@@ -39,7 +39,7 @@ struct RelayConfig {
     static let descriptorReserve = 64
 }
 
-/// What the command line asked for.
+/// The action the command line selects.
 enum RelayCommand {
     case run(RelayConfig)
     case help

@@ -82,7 +82,7 @@ public final class Relay {
             maxSubscribersPerInbox: config.maxSubscribersPerInbox)
     }
 
-    /// The open-file limit minus a reserve for listeners, ingest clients and the process itself.
+    /// Computes the open-file limit minus a reserve for listeners, ingest clients and the process itself.
     static func defaultMaxConnections() -> Int {
         var limit = rlimit()
         guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return 1000 }
@@ -255,7 +255,7 @@ public final class Relay {
         }
     }
 
-    /// Answers `status` at once and closes, without keeping any state for the client.
+    /// Sends `status` at once and closes, without keeping any state for the client.
     private func reject(_ fd: Int32, status: HTTPStatus, reason: String, message: String) {
         // No request was read, so the Origin is unknown: only a `*` policy can be applied.
         let corsFields = cors.origins.contains("*") ? cors.fields(origin: nil) : []
@@ -370,7 +370,7 @@ public final class Relay {
     func countResponse(_ status: HTTPStatus) { statistics.responses[status.rawValue, default: 0] += 1 }
     func countEventsSent(_ count: Int) { statistics.eventsSent += count }
 
-    /// The first inbox of a waiting action that has reached
+    /// Returns the first inbox of a waiting action that has reached
     /// --max-subscribers-per-inbox, or nil when the action may go ahead.
     func fullInbox(for action: RouteAction) -> String? {
         let limit = settings.maxSubscribersPerInbox

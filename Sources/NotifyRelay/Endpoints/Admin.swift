@@ -28,7 +28,7 @@ struct RelayStatistics {
 /// Largest POST /publish body accepted, in bytes: one ingest line.
 let maxPublishBodyBytes = IngestProtocol.maxLineBytes
 
-/// Answers a request on the admin listener.
+/// Routes a request on the admin listener and builds its response.
 func routeAdmin(_ head: HTTPRequestHead, body: [UInt8], relay: Relay) -> HTTPResponse {
     let path = String(head.path)
     if path == "/metrics" || path == "/healthz" {
@@ -53,8 +53,8 @@ func routeAdmin(_ head: HTTPRequestHead, body: [UInt8], relay: Relay) -> HTTPRes
     return .text(.notFound, "unknown admin path: use /metrics, /healthz or POST /publish/<inbox>")
 }
 
-/// Publishes one event to the inbox named in the path; the optional body is a
-/// JSON object with the fields of an ingest record (`recipients` is ignored).
+/// Publishes one event to the inbox named in the path. The optional body is a
+/// JSON object with the fields of an ingest record, and its `recipients` is ignored.
 private func publish(inboxSegment: String, body: [UInt8], relay: Relay) -> HTTPResponse {
     guard !inboxSegment.isEmpty, !inboxSegment.contains("/") else {
         return .text(.badRequest, "expected one inbox name after /publish/")
@@ -91,7 +91,7 @@ private func publish(inboxSegment: String, body: [UInt8], relay: Relay) -> HTTPR
         body: Array((writer.finished() + "\n").utf8))
 }
 
-/// The Prometheus text exposition of the relay's state and counters.
+/// Renders the relay's state and counters in the Prometheus text format.
 func metricsText(_ relay: Relay) -> String {
     var out = ""
     func metric(_ name: String, _ type: String, _ help: String, _ samples: [(labels: String, value: Int)]) {

@@ -65,7 +65,7 @@ func takeActivatedSockets(environment: [String: String]) throws(ListenError) -> 
     return sockets
 }
 
-/// The address family of a listening stream socket, or an error naming the descriptor.
+/// Returns the address family of a listening stream socket, or throws an error naming the descriptor.
 private func socketFamily(of fd: Int32, name: String) throws(ListenError) -> Int32 {
     var value: Int32 = 0
     var length = socklen_t(MemoryLayout<Int32>.size)

@@ -3,7 +3,7 @@
 // connection alive between requests.
 //
 // States: reading a head (idle or partial), waiting on inboxes, streaming
-// events, writing a response. Between requests the connection holds no
+// events, writing a response. Between requests the connection keeps no
 // buffer: bytes are read into the loop's shared buffer and copied out only
 // while a head is incomplete or a client pipelines a request behind one that
 // is still being answered. While waiting or streaming, the socket stays
@@ -177,7 +177,7 @@ final class HTTPConnection: EventHandler, TimerTarget, Subscriber {
         let keepAlive = head.keepAlive && !relay.shuttingDown
         origin = relay.cors.isEnabled ? head.field("origin") : nil
         if head.field("transfer-encoding") != nil || (head.field("content-length").map { Int($0) != 0 } ?? false) {
-            // Bodies are never read, so the framing of what follows is unknown: answer and close.
+            // Bodies are never read, so the framing of what follows is unknown. Respond, then close.
             let status: HTTPStatus = ["GET", "HEAD", "OPTIONS"].contains(head.method) ? .payloadTooLarge : .methodNotAllowed
             send(.text(status, "request bodies are not accepted"), keepAlive: false, isHead: isHead)
             return
@@ -234,7 +234,7 @@ final class HTTPConnection: EventHandler, TimerTarget, Subscriber {
         }
     }
 
-    /// Answers a waiting long-poll with 204 now, as on timeout; used at shutdown too.
+    /// Ends a waiting long-poll with 204 now, as on timeout. Shutdown uses it too.
     func endWait() {
         guard case .waiting(let target, _) = state else { return }
         unsubscribeAll(target)
@@ -448,8 +448,8 @@ final class HTTPConnection: EventHandler, TimerTarget, Subscriber {
     }
 }
 
-/// What an open event stream needs beyond a plain connection; allocated only
-/// for streams, so idle long-poll connections stay small.
+/// State of an open event stream beyond a plain connection. Only streams
+/// allocate it, so idle long-poll connections stay small.
 private final class StreamState {
     let target: SubscriptionTarget
     /// Monotonic time when the stream ends, so the client reconnects.
