@@ -131,7 +131,7 @@ private func residentMemoryBytes() -> Int {
     // The second field is the resident set, in pages.
     var line = [CChar](repeating: 0, count: 128)
     guard fgets(&line, Int32(line.count), file) != nil else { return 0 }
-    let fields = String(cString: line).split(separator: " ")
+    let fields = nulTerminatedString(line).split(separator: " ")
     guard fields.count >= 2, let pages = Int(fields[1]) else { return 0 }
     return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
 }

@@ -68,7 +68,7 @@ struct ListenError: Error, CustomStringConvertible {
 
 /// Opens a non-blocking TCP listener on `address`.
 func listenTCP(_ address: ListenAddress, backlog: Int32 = 4096) throws(ListenError) -> Int32 {
-    guard var (storage, length, family) = address.sockaddrStorage() else {
+    guard let (initialStorage, length, family) = address.sockaddrStorage() else {
         throw ListenError(description: "invalid listen address \(address)")
     }
     let fd = notify_socket_nonblocking(family, Int32(SOCK_STREAM.rawValue))
@@ -78,6 +78,7 @@ func listenTCP(_ address: ListenAddress, backlog: Int32 = 4096) throws(ListenErr
     if family == AF_INET6 {
         setsockopt(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &one, socklen_t(MemoryLayout<Int32>.size))
     }
+    var storage = initialStorage
     let bound = withUnsafePointer(to: &storage) {
         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
     }
@@ -114,11 +115,11 @@ func socketAddress(_ fd: Int32, peer: Bool) -> (host: String, port: UInt16)? {
         case AF_INET6:
             var v6 = raw.load(as: sockaddr_in6.self)
             inet_ntop(AF_INET6, &v6.sin6_addr, &text, socklen_t(text.count))
-            return (String(cString: text), UInt16(bigEndian: v6.sin6_port))
+            return (nulTerminatedString(text), UInt16(bigEndian: v6.sin6_port))
         case AF_INET:
             var v4 = raw.load(as: sockaddr_in.self)
             inet_ntop(AF_INET, &v4.sin_addr, &text, socklen_t(text.count))
-            return (String(cString: text), UInt16(bigEndian: v4.sin_port))
+            return (nulTerminatedString(text), UInt16(bigEndian: v4.sin_port))
         default:
             return nil
         }
@@ -216,4 +217,10 @@ private func removeStaleSocket(_ path: String) throws(ListenError) {
     guard unlink(path) == 0 else {
         throw ListenError(description: "cannot remove the stale socket \"\(path)\": \(SystemError(call: "unlink"))")
     }
+}
+
+/// Decodes a C string buffer up to its first NUL byte.
+func nulTerminatedString(_ buffer: [CChar]) -> String {
+    let bytes = buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }
+    return String(decoding: bytes, as: UTF8.self)
 }
