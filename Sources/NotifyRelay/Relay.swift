@@ -38,6 +38,8 @@ public final class Relay {
     private var signals: SignalSource? = nil
     private var socketPath: String? = nil
     private var httpConnections: [Int: HTTPConnection] = [:]
+    /// HTTP connections on the admin listener, which --max-connections does not count.
+    private var adminConnectionCount = 0
     private var ingestConnections: [Int: IngestConnection] = [:]
     /// Client address of each HTTP connection by descriptor, kept only while
     /// --max-connections-per-client is set, and the open count per address.
@@ -211,9 +213,10 @@ public final class Relay {
             let connection = HTTPConnection(fd: fd, id: id, relay: self, isAdmin: true)
             guard register(fd, connection) else { return }
             httpConnections[id] = connection
+            adminConnectionCount += 1
             connection.start()
         case .http:
-            guard httpConnections.count < settings.maxConnections else {
+            guard httpConnections.count - adminConnectionCount < settings.maxConnections else {
                 reject(fd, status: .serviceUnavailable, reason: "max_connections", message: "too many connections: try again later")
                 return
             }
@@ -269,6 +272,7 @@ public final class Relay {
 
     func httpConnectionClosed(_ connection: HTTPConnection) {
         httpConnections[connection.subscriberID] = nil
+        if connection.isAdmin { adminConnectionCount -= 1 }
         if let client = clientOfDescriptor.removeValue(forKey: connection.fd) {
             let remaining = connectionsPerClient[client, default: 1] - 1
             connectionsPerClient[client] = remaining > 0 ? remaining : nil
@@ -389,8 +393,10 @@ public final class Relay {
         return full
     }
 
-    /// Open HTTP connections (admin ones included) and ingest connections.
-    var openConnectionCounts: (http: Int, ingest: Int) { (httpConnections.count, ingestConnections.count) }
+    /// Open connections on the public HTTP listeners, the admin listener and the ingest listeners.
+    var openConnectionCounts: (http: Int, admin: Int, ingest: Int) {
+        (httpConnections.count - adminConnectionCount, adminConnectionCount, ingestConnections.count)
+    }
 
     // MARK: Shutdown
 

@@ -25,6 +25,9 @@ struct RelayStatistics {
     var rejectedConnections: [String: Int] = [:]
 }
 
+/// Reasons a connection or request is refused at a limit, listed in /metrics from 0.
+let rejectionReasons = ["max_connections", "max_connections_per_client", "max_subscribers_per_inbox"]
+
 /// Largest POST /publish body accepted, in bytes: one ingest line.
 let maxPublishBodyBytes = IngestProtocol.maxLineBytes
 
@@ -103,7 +106,7 @@ func metricsText(_ relay: Relay) -> String {
     let statistics = relay.statistics
     let open = relay.openConnectionCounts
     metric("notify_connections_open", "gauge", "Open client connections by listener kind.",
-           [("kind=\"http\"", open.http), ("kind=\"ingest\"", open.ingest)])
+           [("kind=\"http\"", open.http), ("kind=\"admin\"", open.admin), ("kind=\"ingest\"", open.ingest)])
     metric("notify_connections_max", "gauge", "HTTP connections allowed (--max-connections).",
            [("", relay.settings.maxConnections)])
     metric("notify_subscribers_waiting", "gauge", "Waiting long-polls and open event streams, counted per inbox.",
@@ -118,7 +121,7 @@ func metricsText(_ relay: Relay) -> String {
     metric("notify_http_responses_total", "counter", "HTTP responses by status code.",
            statistics.responses.sorted { $0.key < $1.key }.map { ("code=\"\($0.key)\"", $0.value) })
     metric("notify_connections_rejected_total", "counter", "Connections and requests refused at a limit, by reason.",
-           statistics.rejectedConnections.sorted { $0.key < $1.key }.map { ("reason=\"\($0.key)\"", $0.value) })
+           rejectionReasons.map { ("reason=\"\($0)\"", statistics.rejectedConnections[$0] ?? 0) })
     metric("process_resident_memory_bytes", "gauge", "Resident memory of the relay process.", [("", residentMemoryBytes())])
     metric("process_open_fds", "gauge", "Open file descriptors of the relay process.", [("", openDescriptorCount())])
     return out

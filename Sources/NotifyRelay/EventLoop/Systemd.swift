@@ -66,7 +66,8 @@ func takeActivatedSockets(environment: [String: String]) throws(ListenError) -> 
 }
 
 /// Returns the address family of a listening stream socket, or throws an error naming the descriptor.
-private func socketFamily(of fd: Int32, name: String) throws(ListenError) -> Int32 {
+private func socketFamily(of fd: Int32, name givenName: String) throws(ListenError) -> Int32 {
+    let name = givenName.isEmpty ? "unnamed" : givenName
     var value: Int32 = 0
     var length = socklen_t(MemoryLayout<Int32>.size)
     guard getsockopt(fd, SOL_SOCKET, SO_TYPE, &value, &length) == 0, value == Int32(SOCK_STREAM.rawValue) else {

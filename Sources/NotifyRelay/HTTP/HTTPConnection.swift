@@ -51,7 +51,7 @@ final class HTTPConnection: EventHandler, TimerTarget, Subscriber {
     var timerDeadline: Int64 = 0
 
     /// True on the admin listener, which serves /metrics, /healthz and /publish.
-    private let isAdmin: Bool
+    let isAdmin: Bool
 
     init(fd: Int32, id: Int, relay: Relay, isAdmin: Bool = false) {
         self.fd = fd

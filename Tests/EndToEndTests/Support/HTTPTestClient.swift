@@ -54,9 +54,10 @@ struct PollBody: Decodable {
 final class HTTPTestClient {
     let socket: TestSocket
 
-    /// Connects to the relay. `receiveBufferBytes` is as in `TestSocket.connectTCP`.
-    init(port: UInt16, receiveBufferBytes: Int32? = nil) throws {
-        socket = try TestSocket.connectTCP(port: port, receiveBufferBytes: receiveBufferBytes)
+    /// Connects to the relay. `receiveBufferBytes` and `sourceAddress` are as in `TestSocket.connectTCP`.
+    init(port: UInt16, receiveBufferBytes: Int32? = nil, sourceAddress: String? = nil) throws {
+        socket = try TestSocket.connectTCP(
+            port: port, receiveBufferBytes: receiveBufferBytes, sourceAddress: sourceAddress)
     }
 
     /// Sends `GET target HTTP/1.1` with a Host field and any `extraFields`.

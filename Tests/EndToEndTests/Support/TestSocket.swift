@@ -66,10 +66,30 @@ final class TestSocket {
 
     /// Connects to `127.0.0.1:port` over TCP. With `receiveBufferBytes`,
     /// SO_RCVBUF is set before connecting, so the TCP window stays that small
-    /// (Linux doubles the value and enforces a minimum).
-    static func connectTCP(port: UInt16, receiveBufferBytes: Int32? = nil) throws -> TestSocket {
+    /// (Linux doubles the value and enforces a minimum). With `sourceAddress`
+    /// (an IPv4 address such as 127.0.0.2), the socket is bound to it first,
+    /// so the connection comes from that client address.
+    static func connectTCP(port: UInt16, receiveBufferBytes: Int32? = nil, sourceAddress: String? = nil) throws -> TestSocket {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw TestFailure("socket() failed: \(errnoText())") }
+        if let sourceAddress {
+            var source = sockaddr_in()
+            source.sin_family = sa_family_t(AF_INET)
+            guard inet_pton(AF_INET, sourceAddress, &source.sin_addr) == 1 else {
+                Glibc.close(fd)
+                throw TestFailure("invalid IPv4 source address \(sourceAddress)")
+            }
+            let bound = withUnsafePointer(to: &source) { pointer in
+                pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                }
+            }
+            guard bound == 0 else {
+                let text = errnoText()
+                Glibc.close(fd)
+                throw TestFailure("binding the client socket to \(sourceAddress) failed: \(text)")
+            }
+        }
         if var size = receiveBufferBytes {
             guard setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size)) == 0 else {
                 let text = errnoText()
