@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian packages that the tests need: Postfix (the real MTA that
-# tests/e2e runs the contrib/postfix configuration with), dovecot-core (its
+# tests/e2e runs the contrib/postfix configuration with), procmail (the
+# mailbox_command of the local(8) test), dovecot-core (its
 # dovecot-lda is the delivery program of the --exec test), nginx (for the
 # contrib/nginx configuration in tests/nginx), Chromium with its WebDriver and
 # Debian's Selenium (for tests/browser), systemd's tools and strace (for
@@ -16,11 +17,15 @@
 # starting Postfix, Dovecot or nginx as a system service. It is created only when none exists
 # and removed on exit.
 #
+# Exim conflicts with Postfix as a package, so it is not installed here:
+# scripts/install-exim-for-tests.sh unpacks it beside Postfix, and this script
+# runs it last.
+#
 # Needs root (CI runs as root). Usage: scripts/install-test-deps.sh
 
 set -euo pipefail
 
-packages=(postfix dovecot-core nginx chromium chromium-driver python3-selenium systemd strace util-linux man-db groff-base curl python3 make)
+packages=(postfix procmail dovecot-core nginx chromium chromium-driver python3-selenium systemd strace util-linux man-db groff-base curl python3 make)
 
 missing=()
 for package in "${packages[@]}"; do
@@ -30,8 +35,13 @@ for package in "${packages[@]}"; do
     fi
 done
 
+install_exim() {
+    "$(dirname "$0")/install-exim-for-tests.sh"
+}
+
 if [[ ${#missing[@]} -eq 0 ]]; then
     echo "install-test-deps: all packages present: ${packages[*]}"
+    install_exim
     exit 0
 fi
 
@@ -65,5 +75,6 @@ trap remove_policy EXIT
 
 apt-get -o DPkg::Lock::Timeout=300 update -q
 apt-get -o DPkg::Lock::Timeout=300 install -y -q --no-install-recommends "${missing[@]}"
+install_exim
 
 echo "install-test-deps: done"
