@@ -294,7 +294,7 @@ public final class Relay {
             record = try IngestProtocol.parseLine(line)
         } catch {
             countIngestError()
-            logger.warning("ingest record rejected", [("peer", peer), ("error", error.reason)])
+            warnRateLimited("ingest record rejected", [("peer", peer), ("error", error.reason)])
             return .failure(error)
         }
         var inboxes: [Inbox] = []
@@ -304,7 +304,7 @@ public final class Relay {
                 inboxes.append(try policy.normalize(recipient))
             } catch {
                 firstError = firstError ?? error
-                logger.warning("recipient rejected", [("peer", peer), ("error", error.description)])
+                warnRateLimited("recipient rejected", [("peer", peer), ("error", error.description)])
             }
         }
         guard !inboxes.isEmpty else {

@@ -106,7 +106,7 @@ final class IngestConnection: EventHandler, TimerTarget {
     private func rejectLongLine() {
         input = nil
         relay.countIngestError()
-        relay.logger.warning("ingest line too long", [("ingest", String(id)), ("peer", peer), ("max_bytes", String(IngestProtocol.maxLineBytes))])
+        relay.warnRateLimited("ingest line too long", [("ingest", String(id)), ("peer", peer), ("max_bytes", String(IngestProtocol.maxLineBytes))])
         output.append(contentsOf: Array(IngestProtocol.errorReply("line longer than \(IngestProtocol.maxLineBytes) bytes").utf8))
         closeAfterFlush = true
         flush()
