@@ -174,15 +174,20 @@ def remove_system_user(name):
 
 
 class Relay:
-    """The real notify-relay, started and stopped by PID."""
+    """The real notify-relay, started and stopped by PID.
 
-    def __init__(self, binary, http_port, socket_path, log_path, socket_group, domain):
+    extra_arguments go after the standard options, for example a second
+    --domain or --subaddress-delimiter.
+    """
+
+    def __init__(self, binary, http_port, socket_path, log_path, socket_group, domain, extra_arguments=()):
         self.binary = binary
         self.http_port = http_port
         self.socket_path = socket_path
         self.log_path = log_path
         self.socket_group = socket_group
         self.domain = domain
+        self.extra_arguments = [str(argument) for argument in extra_arguments]
         self.process = None
 
     def start(self):
@@ -193,6 +198,7 @@ class Relay:
             "--socket-group", self.socket_group,
             "--socket-mode", "0660",
             "--domain", self.domain,
+            *self.extra_arguments,
         ]
         log(" ".join(command))
         with open(self.log_path, "wb") as output:
