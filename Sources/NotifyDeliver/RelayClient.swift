@@ -43,7 +43,8 @@ public enum RelayError: Error, Equatable, Sendable {
     /// A log message that names the failing step and the errno text.
     public var message: String {
         switch self {
-        case .connectFailed(let code): return "cannot connect to the relay: \(errnoText(code))"
+        case .connectFailed(let code):
+            return "cannot connect to the relay: \(errnoText(code)); start notify-relay, or pass the socket it listens on with --socket"
         case .timedOut(let stage): return "timed out waiting for the relay (\(stage))"
         case .ioFailed(let call, let code): return "\(call) to the relay failed: \(errnoText(code))"
         case .closedWithoutReply: return "the relay closed the connection without a reply"

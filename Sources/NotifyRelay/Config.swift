@@ -103,7 +103,7 @@ let relayUsage = """
                                 responses; repeat for several, or * for any (default: off)
       --no-demo                 do not serve the demo page at /
       --log-level LEVEL         debug, info, warning or error (default info)
-      --help                    show this help
+      --help, -h                show this help
       --version                 show the version
 
     Under systemd: listening sockets passed by socket activation (LISTEN_FDS,
@@ -205,6 +205,11 @@ func parseRelayArguments(_ arguments: [String]) throws(ConfigError) -> RelayComm
     }
 
     if config.listen.isEmpty { config.listen = [RelayConfig.defaultListen] }
+    for (index, address) in config.listen.enumerated() where address.port != 0 {
+        if config.listen[..<index].contains(address) {
+            throw ConfigError(description: "--listen \(address) is given twice; give each address once")
+        }
+    }
     if config.pollTimeout > config.maxPollTimeout {
         throw ConfigError(
             description: "--poll-timeout (\(config.pollTimeout) s) is larger than --max-poll-timeout "

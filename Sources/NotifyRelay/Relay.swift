@@ -354,19 +354,33 @@ public final class Relay {
     /// Time between two lines of the same rate-limited warning.
     static let warningIntervalMilliseconds: Int64 = 10_000
     private var lastWarningAt: [String: Int64] = [:]
-    private var suppressedWarnings: [String: Int] = [:]
+    /// Repeats not logged since the last line of each warning, with the fields of the latest one.
+    private var suppressedWarnings: [String: (count: Int, fields: [(String, String)])] = [:]
 
-    /// Logs `message` at most once per `warningIntervalMilliseconds`, with the
-    /// number of repeats suppressed since the last line.
+    /// Logs `message` at most once per `warningIntervalMilliseconds`. Repeats in
+    /// between are counted and reported by `flushSuppressedWarnings`, which
+    /// housekeeping and shutdown call, so no repeat goes unreported.
     func warnRateLimited(_ message: String, _ fields: [(String, String)]) {
         let now = EventLoop.now()
         if let last = lastWarningAt[message], now - last < Relay.warningIntervalMilliseconds {
-            suppressedWarnings[message, default: 0] += 1
+            suppressedWarnings[message] = ((suppressedWarnings[message]?.count ?? 0) + 1, fields)
             return
         }
         lastWarningAt[message] = now
-        let suppressed = suppressedWarnings.removeValue(forKey: message) ?? 0
+        let suppressed = suppressedWarnings.removeValue(forKey: message)?.count ?? 0
         logger.warning(message, fields + [("suppressed", String(suppressed))])
+    }
+
+    /// Logs one `(repeated)` line for each warning whose interval is over (or
+    /// every one, with `all`) and that has repeats not yet reported.
+    func flushSuppressedWarnings(all: Bool = false) {
+        let now = EventLoop.now()
+        for (message, entry) in suppressedWarnings {
+            guard all || now - (lastWarningAt[message] ?? 0) >= Relay.warningIntervalMilliseconds else { continue }
+            suppressedWarnings[message] = nil
+            lastWarningAt[message] = now
+            logger.warning(message + " (repeated)", entry.fields + [("suppressed", String(entry.count))])
+        }
     }
 
     func countIngestError() { statistics.ingestErrors += 1 }
@@ -430,6 +444,7 @@ public final class Relay {
 
     fileprivate func finishShutdown() {
         guard loop.running else { return }
+        flushSuppressedWarnings(all: true)
         for connection in Array(httpConnections.values) { connection.close() }
         for connection in Array(ingestConnections.values) { connection.close() }
         logger.info(
@@ -443,6 +458,7 @@ public final class Relay {
 
     fileprivate func housekeep() {
         hub.expire(now: EventLoop.now())
+        flushSuppressedWarnings()
     }
 }
 

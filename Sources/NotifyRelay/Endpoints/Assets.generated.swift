@@ -195,6 +195,11 @@ let embeddedAssets: [String: EmbeddedAsset] = [
     input.value = initial.join(", ");
     watch(initial);
   }
+
+  // The options live in the fragment, which a browser can change without
+  // reloading; reload so that a new #inbox= or #transport= takes effect.
+  // watch() writes the fragment with replaceState, which fires no event.
+  window.addEventListener("hashchange", () => location.reload());
 })();
 
 """##),
