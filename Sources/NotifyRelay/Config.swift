@@ -10,6 +10,8 @@ struct RelayConfig {
     var socketPath: String? = nil
     var socketMode: mode_t = 0o660
     var socketGroup: gid_t? = nil
+    /// User ids allowed to write to the ingest Unix socket; empty allows every user the mode lets in.
+    var ingestUsers: [uid_t] = []
     var domains: [String] = []
     var subaddressDelimiters: [UInt8] = []
     var pollTimeout: Double = 30
@@ -69,6 +71,9 @@ let relayUsage = """
       --socket-mode OCTAL       permissions of the ingest socket (default 0660)
       --socket-group GROUP      group of the ingest socket, by name or number
                                 (default: the relay's group)
+      --ingest-user USER        only this user (name or number) may publish on the ingest
+                                Unix socket, checked with SO_PEERCRED; repeat for several
+                                (default: anyone the socket's mode and group let in)
       --ingest-tcp HOST:PORT    also accept ingest lines over TCP (default: off);
                                 anyone who can connect can publish, so keep it on loopback
       --admin-listen HOST:PORT  admin listener with GET /metrics (Prometheus text), GET /healthz
@@ -150,6 +155,7 @@ func parseRelayArguments(_ arguments: [String]) throws(ConfigError) -> RelayComm
             config.socketPath = path
         case "--socket-mode": config.socketMode = try socketMode(try value(option, inline))
         case "--socket-group": config.socketGroup = try groupID(try value(option, inline))
+        case "--ingest-user": config.ingestUsers.append(try userID(try value(option, inline)))
         case "--domain":
             let domain = try value(option, inline)
             do {
@@ -251,6 +257,16 @@ private func socketMode(_ text: String) throws(ConfigError) -> mode_t {
             description: "invalid value \(quotedForMessage(text)) for --socket-mode: expected an octal mode such as 0660")
     }
     return value
+}
+
+private func userID(_ text: String) throws(ConfigError) -> uid_t {
+    if let number = uid_t(text) { return number }
+    guard let entry = getpwnam(text) else {
+        throw ConfigError(
+            description: "invalid value \(quotedForMessage(text)) for --ingest-user: no such user; "
+                + "create it or give a numeric user id")
+    }
+    return entry.pointee.pw_uid
 }
 
 private func groupID(_ text: String) throws(ConfigError) -> gid_t {

@@ -7,6 +7,7 @@
 // ingest replies in flight are finished, and the loop ends when nothing is
 // left or after `shutdownGraceMilliseconds`, whichever comes first.
 
+import CNotifyShim
 import Glibc
 import NotifyCore
 
@@ -240,6 +241,14 @@ public final class Relay {
             httpConnections[id] = connection
             connection.start()
         case .ingest:
+            if !config.ingestUsers.isEmpty, !listener.name.hasPrefix("ingest tcp"), let refusal = ingestRefusal(fd) {
+                let reply = Array(IngestProtocol.errorReply(refusal).utf8)
+                _ = try? writeNonBlocking(fd, reply, from: 0)
+                countIngestError()
+                warnRateLimited("ingest connection rejected", [("listener", listener.name), ("error", refusal)])
+                close(fd)
+                return
+            }
             let connection = IngestConnection(fd: fd, id: id, peer: listener.name, relay: self)
             guard register(fd, connection) else { return }
             ingestConnections[id] = connection
@@ -256,6 +265,15 @@ public final class Relay {
             close(fd)
             return false
         }
+    }
+
+    /// Returns why the peer of a Unix ingest connection may not publish, or nil
+    /// when its user id (from SO_PEERCRED) is one of --ingest-user.
+    private func ingestRefusal(_ fd: Int32) -> String? {
+        let uid = notify_peer_uid(fd)
+        guard uid >= 0 else { return "cannot read the peer's credentials: \(SystemError(call: "getsockopt"))" }
+        if config.ingestUsers.contains(uid_t(uid)) { return nil }
+        return "user id \(uid) may not publish here; add it with --ingest-user"
     }
 
     /// Sends `status` at once and closes, without keeping any state for the client.
