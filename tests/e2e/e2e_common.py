@@ -15,6 +15,7 @@ import grp
 import json
 import os
 import pwd
+import shutil
 import signal
 import smtplib
 import socket
@@ -171,6 +172,33 @@ def remove_system_user(name):
         run(["groupdel", name], check=False)
     except KeyError:
         pass
+
+
+def finish_run(results, *, relay=None, root=None, remove_user=None, failure_logs=(), stops=()):
+    """Print the logs that explain a failure, stop what the run started, and
+    remove its temporary directory and user.
+
+    failure_logs: (title, function returning the log text, characters kept),
+    printed only when a check failed, before the relay's output.
+    stops: functions that stop the mail server, called before the relay stops.
+    """
+    if results.failed:
+        for title, text, limit in failure_logs:
+            print(f"# {title} (last {limit} characters):")
+            print(text()[-limit:])
+        if relay is not None:
+            print("# notify-relay output (last 2000 characters):")
+            print(relay.output()[-2000:])
+    for stop in stops:
+        stop()
+    if relay is not None:
+        relay.stop()
+    if remove_user:
+        remove_system_user(remove_user)
+    if root is not None and os.environ.get("NOTIFY_E2E_KEEP"):
+        print(f"# NOTIFY_E2E_KEEP is set: keeping {root}")
+    elif root is not None:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 class Relay:

@@ -60,6 +60,7 @@ import sys
 from pathlib import Path
 
 from e2e_common import (
+    finish_run,
     DELIVERY_TIMEOUT, QUEUE_DRAIN_TIMEOUT, REPO, START_TIMEOUT, STOP_TIMEOUT, Relay, Results, SetupError,
     build_message, check_long_poll_event, copy_deliver, ensure_system_user, exit_on_sigterm, find_bin_dir,
     free_loopback_port, log, maildir_has, maildir_messages, make_temp_root, port_accepts, read_text,
@@ -603,24 +604,11 @@ def main(argv):
     except Exception as error:  # any other error still gets the summary line and cleanup
         results.check("test run", False, f"{type(error).__name__}: {error}")
     finally:
-        if results.failed and exim is not None:
-            print("# Exim main log (last 4000 characters):")
-            print(exim.main_log()[-4000:])
-            print("# Exim panic log:")
-            print(exim.panic_log()[-2000:])
-        if results.failed and relay is not None:
-            print("# notify-relay output (last 2000 characters):")
-            print(relay.output()[-2000:])
-        if exim is not None:
-            exim.stop_daemon()
-        if relay is not None:
-            relay.stop()
-        if root is not None and os.environ.get("NOTIFY_E2E_KEEP"):
-            print(f"# NOTIFY_E2E_KEEP is set: keeping {root}")
-        elif root is not None:
-            shutil.rmtree(root, ignore_errors=True)
-        if created_user:
-            remove_system_user(PIPE_USER)
+        exim_logs = [("Exim main log", exim.main_log, 4000), ("Exim panic log", exim.panic_log, 2000)]
+        finish_run(
+            results, relay=relay, root=root, remove_user=PIPE_USER if created_user else None,
+            failure_logs=exim_logs if exim is not None else [],
+            stops=[exim.stop_daemon] if exim is not None else [])
 
     return results.summary()
 

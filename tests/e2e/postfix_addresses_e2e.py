@@ -60,6 +60,7 @@ from email.message import EmailMessage
 from urllib.parse import quote
 
 from e2e_common import (
+    finish_run,
     DELIVERY_TIMEOUT, REPO, PostfixInstance, Relay, Results, SetupError, check_long_poll_event, copy_deliver,
     ensure_system_user, exit_on_sigterm, find_bin_dir, free_loopback_port, log, maildir_has, make_temp_root,
     remove_system_user, run, start_long_polls, wait_until)
@@ -428,22 +429,10 @@ def main(argv):
     except Exception as error:  # any other error still gets the summary line and cleanup
         results.check("test run", False, f"{type(error).__name__}: {error}")
     finally:
-        if results.failed and postfix is not None:
-            print("# Postfix log (last 4000 characters):")
-            print(postfix.log_text()[-4000:])
-        if results.failed and relay is not None:
-            print("# notify-relay output (last 2000 characters):")
-            print(relay.output()[-2000:])
-        if postfix is not None:
-            postfix.stop()
-        if relay is not None:
-            relay.stop()
-        if root is not None and os.environ.get("NOTIFY_E2E_KEEP"):
-            print(f"# NOTIFY_E2E_KEEP is set: keeping {root}")
-        elif root is not None:
-            shutil.rmtree(root, ignore_errors=True)
-        if created_user:
-            remove_system_user(PIPE_USER)
+        finish_run(
+            results, relay=relay, root=root, remove_user=PIPE_USER if created_user else None,
+            failure_logs=[("Postfix log", postfix.log_text, 4000)] if postfix is not None else [],
+            stops=[postfix.stop] if postfix is not None else [])
 
     return results.summary()
 
