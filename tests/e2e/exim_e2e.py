@@ -604,10 +604,12 @@ def main(argv):
     except Exception as error:  # any other error still gets the summary line and cleanup
         results.check("test run", False, f"{type(error).__name__}: {error}")
     finally:
-        exim_logs = [("Exim main log", exim.main_log, 4000), ("Exim panic log", exim.panic_log, 2000)]
+        exim_logs = []
+        if exim is not None:
+            exim_logs = [("Exim main log", exim.main_log, 4000), ("Exim panic log", exim.panic_log, 2000)]
         finish_run(
             results, relay=relay, root=root, remove_user=PIPE_USER if created_user else None,
-            failure_logs=exim_logs if exim is not None else [],
+            failure_logs=exim_logs,
             stops=[exim.stop_daemon] if exim is not None else [])
 
     return results.summary()
