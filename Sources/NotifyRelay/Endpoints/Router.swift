@@ -152,7 +152,10 @@ private func routeSubscription(
     if let text = parameter("timeout") {
         guard let value = Double(text), value >= 0, value.isFinite else {
             return .respond(
-                .text(.badRequest, "invalid timeout \(quotedForMessage(text)): expected seconds from 0 to \(Int(settings.maxPollTimeout))"))
+                .text(
+                    .badRequest,
+                    "invalid timeout \(quotedForMessage(text)): expected seconds, 0 or more, such as 30; "
+                        + "values above \(Int(settings.maxPollTimeout)) are lowered to \(Int(settings.maxPollTimeout))"))
         }
         timeout = min(value, settings.maxPollTimeout)
     }
