@@ -69,12 +69,12 @@ struct HistoryLimits {
     var maxTotal: Int
 }
 
-/// What a subscriber should receive right now for its cursor.
+/// The events a subscriber should receive now for its cursor.
 struct HistoryLookup {
     var events: [MailEvent]
     /// True when events after the cursor may have been dropped or the cursor is unknown.
     var gap: Bool
-    /// True when the client should get an answer now instead of waiting.
+    /// True when the client gets a response now instead of waiting.
     var answerNow: Bool { gap || !events.isEmpty }
 }
 
@@ -167,14 +167,14 @@ final class Hub {
 
     // MARK: Subscribing
 
-    /// The events of inbox `key` after `since`, and whether some may be missing.
-    /// With no cursor the client waits for the next event.
+    /// Looks up the events of inbox `key` after `since`, and whether some may be
+    /// missing. With no cursor the client waits for the next event.
     func lookup(_ key: String, since: String?) -> HistoryLookup {
         lookup([key], since: since)
     }
 
-    /// The events of all `keys` after `since` in sequence order, and whether
-    /// some may be missing for any of them.
+    /// Looks up the events of all `keys` after `since` in sequence order, and
+    /// whether some may be missing for any of them.
     func lookup(_ keys: [String], since: String?) -> HistoryLookup {
         guard let since else { return HistoryLookup(events: [], gap: false) }
         var result = HistoryLookup(events: [], gap: false)
