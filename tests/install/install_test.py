@@ -42,8 +42,11 @@ import sys
 import tempfile
 import threading
 import time
-import traceback
 from pathlib import Path
+
+# The shared check counter lives in tests/checks.py.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from checks import CheckFailed, Results, WatchdogExpired, expect  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 PREFIX = "/usr"
@@ -57,48 +60,6 @@ WATCHDOG_SECONDS = MAKE_SECONDS + 300
 START_SECONDS = 10.0
 COMMAND_SECONDS = 15.0
 LONG_POLL_SECONDS = 20
-
-
-class CheckFailed(Exception):
-    """A check whose condition did not hold."""
-
-
-class WatchdogExpired(BaseException):
-    """Expiry of the whole-run watchdog; no check's `except Exception` catches it."""
-
-
-def expect(condition, message):
-    if not condition:
-        raise CheckFailed(message)
-
-
-class Results:
-    """Counts checks and prints one line for each."""
-
-    def __init__(self):
-        self.passed = 0
-        self.failed = 0
-
-    def check(self, name, function, *arguments):
-        """Runs one check; returns True when it passed."""
-        try:
-            function(*arguments)
-        except CheckFailed as error:
-            self.failed += 1
-            print(f"FAIL {name}: {error}", flush=True)
-            return False
-        except Exception:
-            self.failed += 1
-            print(f"FAIL {name}: unexpected error", flush=True)
-            traceback.print_exc()
-            return False
-        self.passed += 1
-        print(f"ok   {name}", flush=True)
-        return True
-
-    @staticmethod
-    def skip(name, reason):
-        print(f"skip {name}: {reason}", flush=True)
 
 
 def run(command, timeout=COMMAND_SECONDS, input=None, env=None):
@@ -507,39 +468,39 @@ def main():
     destdir = folder / "destdir"
     relay = None
     try:
-        if not results.check("make install", make, "install", destdir, MAKE_SECONDS):
+        if not results.run("make install", make, "install", destdir, MAKE_SECONDS):
             return results
         bindir = destdir / PREFIX.lstrip("/") / "bin"
         man8dir = destdir / PREFIX.lstrip("/") / "share" / "man" / "man8"
-        results.check("installed file list", check_file_list, destdir)
-        results.check("installed modes and contents", check_modes_and_contents, destdir)
-        results.check("installed --version", check_versions, destdir)
+        results.run("installed file list", check_file_list, destdir)
+        results.run("installed modes and contents", check_modes_and_contents, destdir)
+        results.run("installed --version", check_versions, destdir)
         for program in PROGRAMS:
-            results.check(f"{program}.8 matches --help", check_man_matches_help, program, destdir)
+            results.run(f"{program}.8 matches --help", check_man_matches_help, program, destdir)
         if shutil.which("groff"):
             for page in MAN_PAGES:
-                results.check(f"{page} has no groff warning", check_groff_clean, man8dir / page)
+                results.run(f"{page} has no groff warning", check_groff_clean, man8dir / page)
         else:
             results.skip("groff warnings", "groff is not installed (Debian package groff-base)")
         if shutil.which("man"):
             for page in MAN_PAGES:
-                results.check(f"man -l renders {page}", check_man_renders, man8dir / page)
+                results.run(f"man -l renders {page}", check_man_renders, man8dir / page)
             for program in PROGRAMS:
-                results.check(f"man -M finds {program}", check_man_finds_page, destdir, program)
+                results.run(f"man -M finds {program}", check_man_finds_page, destdir, program)
         else:
             results.skip("man pages render", "man is not installed (Debian package man-db)")
-        results.check("notify-relay loads no Swift library", check_relay_libraries, bindir / "notify-relay")
-        results.check("notify-deliver is fully static", check_deliver_static, bindir / "notify-deliver")
+        results.run("notify-relay loads no Swift library", check_relay_libraries, bindir / "notify-relay")
+        results.run("notify-deliver is fully static", check_deliver_static, bindir / "notify-deliver")
 
         relay = Relay(bindir / "notify-relay", folder)
-        if results.check("installed relay starts", relay.wait_started):
-            results.check("installed deliver wakes a long-poll", check_deliver_wakes_long_poll, relay,
+        if results.run("installed relay starts", relay.wait_started):
+            results.run("installed deliver wakes a long-poll", check_deliver_wakes_long_poll, relay,
                           bindir / "notify-deliver")
-            results.check("admin /healthz and /metrics", check_admin_listener, relay)
-        results.check("relay stops on SIGTERM", check_relay_stops, relay)
-        results.check("deliver exits 0 or 75 without relay", check_deliver_without_relay, bindir / "notify-deliver",
+            results.run("admin /healthz and /metrics", check_admin_listener, relay)
+        results.run("relay stops on SIGTERM", check_relay_stops, relay)
+        results.run("deliver exits 0 or 75 without relay", check_deliver_without_relay, bindir / "notify-deliver",
                       relay.socket_path)
-        results.check("make uninstall removes everything", check_uninstall, destdir)
+        results.run("make uninstall removes everything", check_uninstall, destdir)
     except WatchdogExpired:
         results.failed += 1
         print(f"FAIL watchdog: the run took longer than {WATCHDOG_SECONDS} s", flush=True)

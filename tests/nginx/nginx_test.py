@@ -30,10 +30,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import traceback
 import urllib.parse
 import zlib
 from pathlib import Path
+
+# The shared check counter lives in tests/checks.py.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from checks import CheckFailed, Results, WatchdogExpired, expect  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 CONF_PATH = REPO / "contrib" / "nginx" / "notify.conf"
@@ -52,22 +55,6 @@ MOUNTS = [
     ("root", "notify.example.org", "/"),
     ("prefix", "mail.example.org", "/notify/"),
 ]
-
-
-class CheckFailed(Exception):
-    """A check whose condition did not hold."""
-
-
-class WatchdogExpired(BaseException):
-    """Expiry of the whole-run watchdog (WATCHDOG_SECONDS).
-
-    It derives from BaseException so that no check's `except Exception` catches it.
-    """
-
-
-def expect(condition, message):
-    if not condition:
-        raise CheckFailed(message)
 
 
 # ---------------------------------------------------------------------------
@@ -706,27 +693,6 @@ PREFIX_CHECKS = [
 
 # ---------------------------------------------------------------------------
 # Runner
-
-
-class Results:
-    def __init__(self):
-        self.passed = 0
-        self.failed = 0
-
-    def run(self, name, function, *arguments):
-        try:
-            note = function(*arguments)
-        except CheckFailed as failure:
-            self.failed += 1
-            print(f"FAIL {name}: {failure}", flush=True)
-            return False
-        except Exception:
-            self.failed += 1
-            print(f"FAIL {name}: unexpected error\n{traceback.format_exc()}", flush=True)
-            return False
-        self.passed += 1
-        print(f"ok   {name}" + (f" ({note})" if note else ""), flush=True)
-        return True
 
 
 def run_pass(results, relay, folder, conf_text, variant):

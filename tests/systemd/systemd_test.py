@@ -41,9 +41,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import traceback
 import uuid
 from pathlib import Path
+
+# The shared check counter lives in tests/checks.py.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from checks import CheckFailed, Results, WatchdogExpired, expect  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 UNIT_DIR = REPO / "contrib" / "systemd"
@@ -68,22 +71,6 @@ DYNAMIC_UID = 61184
 # Highest "Overall exposure level" that systemd-analyze security may report
 # for the shipped service (0 is fully sandboxed, 10 not at all).
 MAX_EXPOSURE = 2.0
-
-
-class CheckFailed(Exception):
-    """A check whose condition did not hold."""
-
-
-class WatchdogExpired(BaseException):
-    """Expiry of the whole-run watchdog (WATCHDOG_SECONDS).
-
-    It derives from BaseException so that no check's `except Exception` catches it.
-    """
-
-
-def expect(condition, message):
-    if not condition:
-        raise CheckFailed(message)
 
 
 def free_port():
@@ -985,27 +972,6 @@ def check_syscalls_fit_sandbox(ctx):
 
 # ---------------------------------------------------------------------------
 # Runner
-
-
-class Results:
-    def __init__(self):
-        self.passed = 0
-        self.failed = 0
-
-    def run(self, name, function, *arguments):
-        try:
-            note = function(*arguments)
-        except CheckFailed as failure:
-            self.failed += 1
-            print(f"FAIL {name}: {failure}", flush=True)
-            return False
-        except Exception:
-            self.failed += 1
-            print(f"FAIL {name}: unexpected error\n{traceback.format_exc()}", flush=True)
-            return False
-        self.passed += 1
-        print(f"ok   {name}" + (f" ({note})" if note else ""), flush=True)
-        return True
 
 
 CHECKS = [
