@@ -174,6 +174,37 @@ def remove_system_user(name):
         pass
 
 
+def is_root_or_report(results, test_name, reason):
+    """Return True when running as root; otherwise record a failed check saying why root is needed."""
+    if os.geteuid() == 0:
+        return True
+    print(f"{test_name}: must run as root, because it {reason}", file=sys.stderr)
+    results.check("running as root", False, "run the test as root")
+    return False
+
+
+def add_sbin_to_path():
+    """Append /usr/sbin and /sbin to PATH for this process and what it starts.
+
+    postfix, useradd and the other administration commands live there, and a
+    minimal PATH (cron, env -i, some CI runners) lacks them.
+    """
+    path = os.environ.get("PATH", "")
+    for directory in ("/usr/sbin", "/sbin"):
+        if directory not in path.split(":"):
+            path = f"{path}:{directory}" if path else directory
+    os.environ["PATH"] = path
+
+
+add_sbin_to_path()
+
+
+def require_postfix():
+    """Raise SetupError unless the postfix command can be found."""
+    if shutil.which("postfix") is None:
+        raise SetupError("postfix is not installed; run scripts/install-test-deps.sh")
+
+
 def finish_run(results, *, relay=None, root=None, remove_user=None, failure_logs=(), stops=()):
     """Print the logs that explain a failure, stop what the run started, and
     remove its temporary directory and user.

@@ -60,7 +60,7 @@ import sys
 from pathlib import Path
 
 from e2e_common import (
-    finish_run,
+    finish_run, is_root_or_report, require_postfix,
     DELIVERY_TIMEOUT, QUEUE_DRAIN_TIMEOUT, REPO, START_TIMEOUT, STOP_TIMEOUT, Relay, Results, SetupError,
     build_message, check_long_poll_event, copy_deliver, ensure_system_user, exit_on_sigterm, find_bin_dir,
     free_loopback_port, log, maildir_has, maildir_messages, make_temp_root, port_accepts, read_text,
@@ -560,9 +560,7 @@ def ensure_exim():
 def main(argv):
     exit_on_sigterm()
     results = Results()
-    if os.geteuid() != 0:
-        print(f"{TEST_NAME}: must run as root, because it starts Exim", file=sys.stderr)
-        results.check("running as root", False, "run the test as root")
+    if not is_root_or_report(results, TEST_NAME, "starts Exim"):
         return results.summary()
 
     root = None

@@ -42,7 +42,7 @@ import subprocess
 import sys
 
 from e2e_common import (
-    finish_run,
+    finish_run, is_root_or_report, require_postfix,
     DELIVERY_TIMEOUT, QUEUE_DRAIN_TIMEOUT, REPO, STOP_TIMEOUT, PostfixInstance, Relay, Results, SetupError,
     build_message, check_long_poll_event, copy_deliver, ensure_system_user, exit_on_sigterm, find_bin_dir,
     free_loopback_port, log, maildir_has, maildir_messages, make_temp_root, postfix_queue_id,
@@ -237,9 +237,7 @@ def case_relay_down(results, postfix, user, relay, deliver, socket_path):
 def main(argv):
     exit_on_sigterm()
     results = Results()
-    if os.geteuid() != 0:
-        print(f"{TEST_NAME}: must run as root, because it starts Postfix and creates a user", file=sys.stderr)
-        results.check("running as root", False, "run the test as root")
+    if not is_root_or_report(results, TEST_NAME, "starts Postfix and creates a user"):
         return results.summary()
 
     root = None
@@ -248,8 +246,7 @@ def main(argv):
     relay = None
     try:
         bin_dir = find_bin_dir(argv)
-        if shutil.which("postfix") is None:
-            raise SetupError("postfix is not installed; run scripts/install-test-deps.sh")
+        require_postfix()
         if not os.access(PROCMAIL, os.X_OK):
             raise SetupError(f"{PROCMAIL} is missing; install the Debian package procmail")
         log(f"binaries from {bin_dir}")
