@@ -508,7 +508,7 @@ private final class ShutdownDeadline: TimerTarget {
     }
 }
 
-/// The last serialized fan-out answer and what it was built for.
+/// The last serialized fan-out response and what it was built for.
 private struct ResponseCacheEntry {
     var primary: String
     var others: [String]

@@ -8,7 +8,7 @@
 // `Last-Event-ID` and `Cache-Control` headers make one, so the preflight
 // allows both.
 
-/// Which origins may read responses.
+/// The origins that may read responses.
 struct CORSPolicy {
     /// Allowed origins as sent by browsers (`https://mail.example`), or `["*"]`.
     var origins: [String]
@@ -18,7 +18,7 @@ struct CORSPolicy {
     /// Preflight results may be cached this long, in seconds.
     static let maxAgeSeconds = 600
 
-    /// The fields for a response to a request from `origin`.
+    /// Returns the CORS fields for a response to a request from `origin`.
     func fields(origin: String?) -> [(String, String)] {
         guard isEnabled else { return [] }
         var fields: [(String, String)] = [("Vary", "Origin")]
@@ -33,7 +33,7 @@ struct CORSPolicy {
         return fields
     }
 
-    /// The extra fields for a preflight `OPTIONS` request.
+    /// Returns the extra fields for a preflight `OPTIONS` request.
     func preflightFields(origin: String?) -> [(String, String)] {
         guard isEnabled, origins.contains("*") || (origin.map { origins.contains($0) } ?? false) else { return [] }
         return [

@@ -12,7 +12,7 @@ enum EventStream {
     /// Reconnection delay suggested to clients, in milliseconds.
     static let retryMilliseconds = 2000
 
-    /// The response head of a stream: no Content-Length, the body ends when the connection closes.
+    /// Builds the response head of a stream. It has no Content-Length, because the body ends when the connection closes.
     static func head(cursor: String, extraFields: [(String, String)]) -> [UInt8] {
         var text = "HTTP/1.1 200 OK\r\n"
         text += "Content-Type: text/event-stream; charset=utf-8\r\n"
@@ -52,7 +52,7 @@ enum EventStream {
         "id: \(cursor)\n\n"
     }
 
-    /// One mail event.
+    /// Formats one mail event.
     static func mail(_ event: MailEvent) -> String {
         "id: \(event.cursor)\nevent: mail\ndata: \(event.json)\n\n"
     }
@@ -61,7 +61,7 @@ enum EventStream {
     static let ping = ": ping\n\n"
 }
 
-/// The answer to `HEAD` on an event stream: the head a GET would get, no body.
+/// Builds the response to `HEAD` on an event stream: the head a GET would get, with no body.
 func eventStreamHeadResponse() -> HTTPResponse {
     HTTPResponse(
         status: .ok,

@@ -8,17 +8,17 @@
 
 import NotifyCore
 
-/// How an answer about inbox events is encoded.
+/// The encoding of a response that carries inbox events.
 enum ResponseFormat {
     case json
     case text
     case eventStream
 }
 
-/// What a connection does with a request.
+/// The action a connection takes for a request.
 enum RouteAction {
     case respond(HTTPResponse)
-    /// Wait on the inboxes up to `timeoutMilliseconds`; answer with `format`.
+    /// Wait on the inboxes up to `timeoutMilliseconds`, then respond in `format`.
     case wait(SubscriptionTarget, format: ResponseFormat, timeoutMilliseconds: Int64)
     /// Open an event stream on the inboxes, starting with `backlog`.
     case stream(SubscriptionTarget, backlog: HistoryLookup)
@@ -135,7 +135,7 @@ private func routeSubscription(
     }
 
     // EventSource sends Last-Event-ID on reconnects but repeats the original URL,
-    // so the header is newer than a lastEventId in the query; polyfills that
+    // so the header is newer than a lastEventId in the query. Polyfills that
     // cannot set headers use the query form alone.
     let sinceValue = parameter("since") ?? head.field("last-event-id") ?? parameter("lastEventId")
     // An empty cursor is what a page sends before its first answer: treat it as none.
@@ -168,12 +168,12 @@ private func routeSubscription(
     return .wait(target, format: format, timeoutMilliseconds: Int64(timeout * 1000))
 }
 
-/// The 204 sent when a long-poll times out.
+/// Builds the 204 sent when a long-poll times out.
 func timeoutResponse(cursor: String) -> HTTPResponse {
     HTTPResponse(status: .noContent, fields: [("Notify-Cursor", cursor)] + commonResponseFields)
 }
 
-/// The 200 carrying `events` for a long-poll.
+/// Builds the 200 that carries `events` for a long-poll.
 func eventsResponse(
     _ target: SubscriptionTarget, _ events: [MailEvent], gap: Bool, cursor: String, format: ResponseFormat
 ) -> HTTPResponse {

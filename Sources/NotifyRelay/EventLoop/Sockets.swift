@@ -36,7 +36,7 @@ struct ListenAddress: Equatable, CustomStringConvertible {
         guard sockaddrStorage() != nil else { return nil }
     }
 
-    /// The socket address for bind(2), or nil when the host is not a numeric IPv4 or IPv6 address.
+    /// Returns the socket address for bind(2), or nil when the host is not a numeric IPv4 or IPv6 address.
     func sockaddrStorage() -> (storage: sockaddr_storage, length: socklen_t, family: Int32)? {
         var storage = sockaddr_storage()
         var v4 = sockaddr_in()
@@ -90,18 +90,18 @@ func listenTCP(_ address: ListenAddress, backlog: Int32 = 4096) throws(ListenErr
     return fd
 }
 
-/// The port a listener is bound to (useful with port 0).
+/// Returns the port a listener is bound to (useful with port 0).
 func boundPort(_ fd: Int32) -> UInt16 {
     socketAddress(fd, peer: false)?.port ?? 0
 }
 
-/// The local address of a TCP socket as `HOST:PORT` (`[HOST]:PORT` for IPv6).
+/// Returns the local address of a TCP socket as `HOST:PORT` (`[HOST]:PORT` for IPv6).
 func boundAddress(_ fd: Int32) -> String {
     guard let address = socketAddress(fd, peer: false) else { return "?" }
     return address.host.contains(":") ? "[\(address.host)]:\(address.port)" : "\(address.host):\(address.port)"
 }
 
-/// The numeric host and port of a TCP socket's local or peer address; nil for other families.
+/// Returns the numeric host and port of a TCP socket's local or peer address, or nil for other families.
 func socketAddress(_ fd: Int32, peer: Bool) -> (host: String, port: UInt16)? {
     var storage = sockaddr_storage()
     var length = socklen_t(MemoryLayout<sockaddr_storage>.size)

@@ -24,7 +24,7 @@ struct HTTPRequestHead: Equatable {
             && lhs.fields.map(\.name) == rhs.fields.map(\.name) && lhs.fields.map(\.value) == rhs.fields.map(\.value)
     }
 
-    /// The value of the first field named `name` (lowercase), if present.
+    /// Returns the value of the first field named `name` (lowercase), if present.
     func field(_ name: String) -> String? {
         fields.first(where: { $0.name == name })?.value
     }
@@ -51,13 +51,13 @@ struct HTTPRequestHead: Equatable {
     }
 }
 
-/// A request head that cannot be served, with the status to answer and why.
+/// A request head that cannot be served, with the status to send and why.
 struct HTTPParseError: Error, Equatable {
     var status: HTTPStatus
     var reason: String
 }
 
-/// What the parser found in the buffered bytes.
+/// The outcome of parsing the buffered bytes.
 enum HTTPParseResult: Equatable {
     /// More bytes are needed.
     case incomplete
